@@ -1,0 +1,3 @@
+from speechrecipe.cli import main
+
+main()

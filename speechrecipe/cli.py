@@ -1,0 +1,155 @@
+"""The command line: parses, loads config, dispatches. No torch import at module level."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from speechrecipe.errors import SpeechRecipeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Staged speech-experiment recipes.")
+log = logging.getLogger("speechrecipe.cli")
+
+ConfigFiles = typer.Option(None, "--config", "-c", help="Config overlay(s), applied in order.")
+Overrides = typer.Argument(None, help="key=value overrides, e.g. train.total_steps=2000")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SPEECHRECIPE_CACHE_DIR", Path.home() / ".cache" / "speechrecipe"))
+
+
+def _fail(err: Exception, verbose: bool) -> None:
+    if isinstance(err, SpeechRecipeError):
+        message, code = str(err), err.exit_code
+    else:
+        message, code = f"{type(err).__name__}: {err} (full traceback in the target dir's log.txt)", 1
+    log.debug("failed", exc_info=err)
+    if verbose:
+        import traceback
+
+        traceback.print_exception(err, file=sys.stderr)
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(problem: str, config: Optional[List[Path]], overrides: Optional[List[str]]):
+    from speechrecipe.config import load_config
+    from speechrecipe.registry import resolve_problem
+
+    klass = resolve_problem(problem)
+    return klass, load_config(klass.conf_name, config or [], overrides or [])
+
+
+@app.command("list")
+def list_problems() -> None:
+    """Every problem with a one-line description."""
+    from speechrecipe.registry import PROBLEMS, resolve_problem
+
+    for name in PROBLEMS:
+        typer.echo(f"{name:14s} {resolve_problem(name).description}")
+
+
+@app.command()
+def stages(
+    problem: str,
+    target_dir: Optional[Path] = typer.Option(None, help="Show each stage's state in this experiment."),
+    cache_dir: Path = typer.Option(None, help="Prepared-data cache (default $SPEECHRECIPE_CACHE_DIR or ~/.cache/speechrecipe)."),
+    config: Optional[List[Path]] = ConfigFiles,
+    overrides: Optional[List[str]] = Overrides,
+) -> None:
+    """The stage table; with --target-dir, each stage's state (done / stale / pending)."""
+    try:
+        klass, conf = _load(problem, config, overrides)
+        if target_dir is None:
+            for s in klass.stages():
+                typer.echo(f"{s.number}  {s.name:16s} {s.description}")
+            return
+        from speechrecipe.engine.runner import Runner, experiment_paths
+
+        paths = experiment_paths(klass, conf, target_dir, cache_dir or default_cache_dir())
+        runner = Runner(klass(conf, paths))
+        for s in runner.stages:
+            typer.echo(f"{s.number}  {s.name:16s} {runner.state(s).describe()}")
+    except SpeechRecipeError as err:
+        _fail(err, False)
+
+
+@app.command("config")
+def show_config(problem: str, config: Optional[List[Path]] = ConfigFiles, overrides: Optional[List[str]] = Overrides) -> None:
+    """Print the resolved, validated config that `run` would use."""
+    from speechrecipe.config import to_yaml
+
+    try:
+        _, conf = _load(problem, config, overrides)
+    except SpeechRecipeError as err:
+        _fail(err, False)
+    typer.echo(to_yaml(conf), nl=False)
+
+
+@app.command()
+def run(
+    problem: str,
+    overrides: Optional[List[str]] = Overrides,
+    start: int = typer.Option(0, help="First stage to run."),
+    stop: Optional[int] = typer.Option(None, help="Last stage to run (default: the last)."),
+    target_dir: Optional[Path] = typer.Option(None, help="Experiment folder (default exp/<problem>)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Prepared-data cache (default $SPEECHRECIPE_CACHE_DIR or ~/.cache/speechrecipe)."),
+    config: Optional[List[Path]] = ConfigFiles,
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    num_workers: Optional[int] = typer.Option(None, help="DataLoader workers (default: the config's train.num_workers)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and why; run nothing."),
+    force: bool = typer.Option(False, "--force", help="Retrain even though checkpoints were made with another config."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable audio file (prepare_data.strict=true)."),
+    clear_cache: bool = typer.Option(False, "--clear-cache", help="Empty this problem's prepared-data cache first."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks on the console."),
+) -> None:
+    """Run stages START..STOP of PROBLEM, skipping those already done."""
+    from speechrecipe.engine.logs import setup_console
+
+    setup_console(verbose)
+    try:
+        overrides = list(overrides or []) + (["prepare_data.strict=true"] if strict else [])
+        klass, conf = _load(problem, config, overrides)
+        from speechrecipe.engine.problem import RunContext
+        from speechrecipe.engine.runner import Runner, describe_plan, experiment_paths
+
+        if device not in ("auto", "cpu", "cuda"):
+            raise SpeechRecipeError(f"--device {device}: choose auto, cpu or cuda")
+        target = target_dir or Path("exp") / klass.conf_name
+        paths = experiment_paths(klass, conf, target, cache_dir or default_cache_dir())
+        context = RunContext(device=device, num_workers=num_workers, force=force)
+        runner = Runner(klass(conf, paths, context))
+        last = runner.stages[-1].number if stop is None else stop
+        runner.check_range(start, last)
+        if dry_run:
+            plan = runner.plan(start, last)
+            typer.echo("\n".join(describe_plan(plan)))
+            runner.check_earlier_done(plan)
+            return
+        if clear_cache:
+            import shutil
+
+            shutil.rmtree(paths.cache_root, ignore_errors=True)
+        runner.run(start, last)
+    except (SpeechRecipeError, Exception) as err:  # noqa: BLE001 - one line, traceback to log.txt
+        _fail(err, verbose)
+
+
+@app.command()
+def status(target_dir: Path) -> None:
+    """Stages done, checkpoints saved, best validation so far, final results."""
+    from speechrecipe.engine.status import describe_status
+
+    try:
+        typer.echo(describe_status(target_dir))
+    except SpeechRecipeError as err:
+        _fail(err, False)
+
+
+def main() -> None:
+    app()

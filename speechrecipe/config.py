@@ -1,0 +1,202 @@
+"""The one place that merges config layers and validates them. Imports no torch.
+
+Layers, lowest first: the package defaults (`conf/<problem>.yaml`), each `-c FILE`,
+then `key=value` overrides. The defaults are the schema: a key absent from them is
+refused, except inside mappings named `conf`, which pass keyword arguments to a
+torch class (optimizer, scheduler) and stay open.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from speechrecipe.errors import ConfigError
+
+OPEN_SECTION = "conf"
+MISSING = "???"
+
+
+def _register_resolvers() -> None:
+    if not OmegaConf.has_resolver("asset"):
+        OmegaConf.register_new_resolver("asset", lambda rel: str(asset_path(rel)))
+
+
+def asset_path(rel: str) -> Path:
+    """Absolute path of a file bundled under speechrecipe/assets."""
+    return Path(str(resources.files("speechrecipe") / "assets" / rel))
+
+
+def default_config_path(conf_name: str) -> Path:
+    """conf/<conf_name>.yaml, shipped as the package `speechrecipe.conf`."""
+    try:
+        base = Path(str(resources.files("speechrecipe.conf")))
+    except ModuleNotFoundError:  # running from a source tree without install
+        base = Path(__file__).resolve().parent.parent / "conf"
+    path = base / f"{conf_name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no default config {path} for problem '{conf_name}'")
+    return path
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    try:
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, ValueError, OSError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: a config file must hold a mapping at the top")
+    return cfg
+
+
+def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
+    items = list(overrides)
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}': expected key=value, e.g. train.total_steps=2000")
+    try:
+        return OmegaConf.from_dotlist(items)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"overrides: {str(err).splitlines()[0]}") from None
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (dict, DictConfig)):
+        return "mapping"
+    if isinstance(value, (list, ListConfig)):
+        return "list"
+    return type(value).__name__
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None or value is None or default == MISSING or value == MISSING:
+        return True
+    if isinstance(value, str) and value.startswith("${"):
+        return True  # interpolation, checked after resolution
+    want, got = _type_name(default), _type_name(value)
+    return want == got or (want == "float" and got == "int")
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _validate_layer(schema: dict, layer: dict, source: str, prefix: str = "") -> None:
+    """Refuse keys the schema lacks and values of the wrong type, naming the source."""
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            candidates = list(flatten(schema, prefix)) + [f"{prefix}{k}" for k in schema]
+            raise ConfigError(f"{dotted}: unknown key ({source}){_suggest(dotted, candidates)}")
+        default = schema[key]
+        if not _compatible(default, value):
+            raise ConfigError(
+                f"{dotted}: expected {_type_name(default)}, got {_type_name(value)} {value!r} ({source})"
+            )
+        if isinstance(default, dict) and isinstance(value, dict) and key != OPEN_SECTION:
+            _validate_layer(default, value, source, f"{dotted}.")
+
+
+def flatten(cfg: DictConfig | dict, prefix: str = "", resolve: bool = True) -> dict[str, Any]:
+    """{dotted.key: leaf value}; lists are leaves."""
+    data = OmegaConf.to_container(cfg, resolve=resolve) if isinstance(cfg, DictConfig) else cfg
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{dotted}.", resolve))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _missing_keys(cfg: DictConfig) -> list[str]:
+    return [k for k, v in flatten(cfg, resolve=False).items() if v == MISSING]
+
+
+def load_config(
+    conf_name: str, files: Iterable[Path] = (), overrides: Iterable[str] = ()
+) -> DictConfig:
+    """Merge defaults, files and overrides; validate; return the resolved config."""
+    _register_resolvers()
+    schema = _load_yaml(default_config_path(conf_name))
+    layers = [(str(p), _load_yaml(Path(p))) for p in files]
+    layers.append(("override", _parse_overrides(overrides)))
+    merged = schema
+    schema_data = OmegaConf.to_container(schema, resolve=False)
+    for source, layer in layers:
+        _validate_layer(schema_data, OmegaConf.to_container(layer, resolve=False), source)
+        merged = OmegaConf.merge(merged, layer)
+    missing = _missing_keys(merged)
+    if missing:
+        raise ConfigError(
+            "missing required values: " + ", ".join(missing) + " (set each with key=value or -c FILE)"
+        )
+    try:
+        resolved = OmegaConf.create(OmegaConf.to_container(merged, resolve=True))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config: {str(err).splitlines()[0]}") from None
+    _check_resolved_types(schema, resolved)
+    return resolved
+
+
+def _check_resolved_types(schema: DictConfig, resolved: DictConfig) -> None:
+    schema_flat = flatten(schema, resolve=False)
+    for key, value in flatten(resolved).items():
+        default = schema_flat.get(key)
+        if key in schema_flat and not _compatible(default, value):
+            raise ConfigError(f"{key}: expected {_type_name(default)}, got {_type_name(value)} {value!r}")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, sort_keys=False)
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    """Write the resolved config atomically."""
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(path)
+
+
+def load_saved_config(path: Path) -> DictConfig | None:
+    return OmegaConf.load(path) if path.is_file() else None
+
+
+def diff(old: DictConfig, new: DictConfig) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) for every leaf that differs."""
+    a, b = flatten(old), flatten(new)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def select(cfg: DictConfig, prefixes: Iterable[str], exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The leaves under any of `prefixes` (dotted), minus `exclude`."""
+    prefixes, exclude = tuple(prefixes), set(exclude)
+    return {
+        k: v
+        for k, v in flatten(cfg).items()
+        if any(k == p or k.startswith(p + ".") for p in prefixes) and k not in exclude
+    }
+
+
+def digest(data: Any) -> str:
+    """Stable short hash of JSON-serialisable data."""
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

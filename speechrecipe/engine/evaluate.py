@@ -1,0 +1,82 @@
+"""Stage 3's engine: every chosen checkpoint × every test set, resumable per pair."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm import tqdm
+
+from speechrecipe.engine import checkpoint as ckpt
+from speechrecipe.engine.trainer import move_to
+from speechrecipe.errors import RunFailure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    name: str  # valid_best, step-2000, or a file stem
+    path: Path
+
+
+def choose_checkpoints(directory: Path, names: Iterable[str]) -> list[CheckpointRef]:
+    """Resolve test_ckpt_steps (valid_best, last, step-N) in `directory`, or a single file."""
+    if directory.is_file():
+        return [CheckpointRef(directory.stem, directory)]
+    chosen: dict[Path, CheckpointRef] = {}
+    for name in names:
+        path = ckpt.resolve(directory, str(name))
+        if path is None:
+            if str(name) == ckpt.BEST:
+                log.warning("no %s checkpoint in %s (no validation ran); skipping it", name, directory)
+                continue
+            raise RunFailure(f"evaluate.test_ckpt_steps: no checkpoint '{name}' in {directory}")
+        chosen.setdefault(path, CheckpointRef(path.stem, path))
+    if not chosen:
+        raise RunFailure(f"no checkpoint to evaluate in {directory}; run stage 2 first")
+    return list(chosen.values())
+
+
+@torch.inference_mode()
+def collect(step: Callable[[Any], dict], loader, device: torch.device, desc: str) -> list[dict]:
+    """Run `step` over every batch; outputs move to the CPU."""
+    outputs = []
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
+        outputs.append(move_to(step(move_to(batch, device)), torch.device("cpu")))
+    return outputs
+
+
+def result_path(evaluation_dir: Path, checkpoint: str, test_set: str) -> Path:
+    return evaluation_dir / checkpoint / f"{test_set}.json"
+
+
+def evaluate_all(
+    checkpoints: list[CheckpointRef],
+    test_sets: list[str],
+    evaluation_dir: Path,
+    key: dict[str, Any],
+    evaluate_one: Callable[[dict, str, Path], dict[str, float]],
+) -> list[Path]:
+    """For each (checkpoint, test set) without a result for `key`, call evaluate_one(state, test_set, out_dir)."""
+    written = []
+    for ref in checkpoints:
+        state = None
+        for test_set in test_sets:
+            path = result_path(evaluation_dir, ref.name, test_set)
+            state = state or ckpt.load(ref.path)
+            full_key = {**key, "run_id": state.get("run_id"), "step": state["counters"]["step"]}
+            if path.is_file() and json.loads(path.read_text()).get("key") == full_key:
+                log.info("%s on %s: already evaluated; skipping", ref.name, test_set)
+                written.append(path)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            metrics = evaluate_one(state, test_set, path.parent)
+            record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics, "key": full_key}
+            ckpt.write_text_atomic(path, json.dumps(record, indent=1))
+            log.info("%s on %s: %s", ref.name, test_set, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            written.append(path)
+    return written

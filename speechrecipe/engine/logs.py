@@ -1,0 +1,47 @@
+"""Console and target_dir logging; console lines go through tqdm so progress bars stay whole."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+ROOT = "speechrecipe"
+FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TqdmHandler(logging.StreamHandler):
+    """Write records with tqdm.write, so they do not break a live progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def setup_console(verbose: bool = False) -> None:
+    """Console logging for the package: INFO (DEBUG with --verbose) to stderr."""
+    root = logging.getLogger(ROOT)
+    root.setLevel(logging.DEBUG)
+    for handler in list(root.handlers):
+        if isinstance(handler, TqdmHandler):
+            root.removeHandler(handler)
+    handler = TqdmHandler()
+    handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+
+
+def attach_file_log(path: Path) -> None:
+    """Append everything, tracebacks included, to target_dir/log.txt."""
+    root = logging.getLogger(ROOT)
+    root.setLevel(logging.DEBUG)
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter(FILE_FORMAT))
+    root.addHandler(handler)

@@ -1,0 +1,198 @@
+"""Decide which stages run, run them under a lock, and keep their records.
+
+Imports no torch: `speechrecipe stages` and `--dry-run` use it too.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from speechrecipe import config as cfglib
+from speechrecipe.data.manifest import file_digest
+from speechrecipe.engine.lock import TargetLock
+from speechrecipe.engine.logs import attach_file_log
+from speechrecipe.engine.paths import ExperimentPaths
+from speechrecipe.engine.problem import Problem, RunContext, Stage
+from speechrecipe.engine.records import StageRecord, StageState, compare
+from speechrecipe.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TRAIN_RUN_FILE = "run.json"  # in checkpoints/: the config the checkpoints were trained with
+
+
+@dataclass
+class PlannedStage:
+    stage: Stage
+    state: StageState
+    action: str  # "run", "skip", "before start", "after stop"
+
+
+def experiment_paths(problem_cls: type[Problem], cfg: DictConfig, target_dir: Path, cache_dir: Path) -> ExperimentPaths:
+    """Paths for this experiment; the cache key hashes the data-preparation config."""
+    prep = cfglib.select(cfg, ["prepare_data"], exclude=problem_cls.cache_ignored)
+    return ExperimentPaths(Path(target_dir), Path(cache_dir) / problem_cls.conf_name, cfglib.digest(prep))
+
+
+class Runner:
+    """Runs a problem's stages start..stop in target_dir, skipping those already done."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.paths = problem.paths
+        self.conf = problem.conf
+        self.stages = problem.stages()
+
+    # ----- state -------------------------------------------------------------------
+    def deps(self, stage: Stage) -> dict:
+        return cfglib.select(self.conf, stage.uses, exclude=stage.ignore)
+
+    def upstream(self, stage: Stage) -> dict[str, str]:
+        ids = {}
+        for earlier in self.stages:
+            if earlier.number < stage.number:
+                record = StageRecord.load(self.paths.record(earlier.number))
+                ids[str(earlier.number)] = record.id if record else "none"
+        return ids
+
+    def state(self, stage: Stage) -> StageState:
+        record = StageRecord.load(self.paths.record(stage.number))
+        return compare(record, self.deps(stage), self.upstream(stage), stage.resume_safe, file_digest)
+
+    def plan(self, start: int, stop: int) -> list[PlannedStage]:
+        """What a run start..stop would do; later stages go stale when an earlier one re-runs."""
+        planned, rerun = [], []
+        for stage in self.stages:
+            state = self.state(stage)
+            if rerun and state.status == "done":
+                state = StageState("stale", [f"stage {rerun[0]} runs first"], record=state.record)
+            if stage.number < start:
+                action = "before start"
+            elif stage.number > stop:
+                action = "after stop"
+            else:
+                action = "skip" if state.status == "done" else "run"
+            if action == "run" or (state.status != "done" and stage.number < start):
+                rerun.append(stage.number)
+            planned.append(PlannedStage(stage, state, action))
+        return planned
+
+    # ----- checks --------------------------------------------------------------------
+    def check_range(self, start: int, stop: int) -> None:
+        numbers = [s.number for s in self.stages]
+        for name, value in (("--start", start), ("--stop", stop)):
+            if value not in numbers:
+                raise ConfigError(f"{name} {value}: {self.problem.conf_name} has stages {numbers[0]}..{numbers[-1]}")
+        if start > stop:
+            raise ConfigError(f"--start {start} is after --stop {stop}")
+
+    def check_earlier_done(self, plan: list[PlannedStage]) -> None:
+        for item in plan:
+            if item.action == "before start" and item.state.status != "done":
+                what = "has not run" if item.state.status == "pending" else f"is stale ({'; '.join(item.state.reasons)})"
+                raise ConfigError(
+                    f"stage {item.stage.number} ({item.stage.name}) {what} in {self.paths.target_dir}; "
+                    f"run with --start {item.stage.number}"
+                )
+
+    def train_deps(self) -> dict:
+        (stage,) = [s for s in self.stages if s.number == self.problem.train_stage]
+        return {"deps": self.deps(stage), "upstream": self.upstream(stage), "resume_safe": list(stage.resume_safe)}
+
+    def guard_checkpoints(self, plan: list[PlannedStage]) -> None:
+        """Refuse to throw away checkpoints trained with another config, unless --force."""
+        run_file = self.paths.checkpoints / TRAIN_RUN_FILE
+        runs_train = any(p.action == "run" and p.stage.number == self.problem.train_stage for p in plan)
+        if not runs_train or not run_file.is_file():
+            return
+        import json
+
+        old, now = json.loads(run_file.read_text()), self.train_deps()
+        safe = set(now["resume_safe"])
+        changed = [k for k in set(old["deps"]) | set(now["deps"]) if k not in safe and old["deps"].get(k) != now["deps"].get(k)]
+        reasons = [f"{k} {old['deps'].get(k)!r} → {now['deps'].get(k)!r}" for k in sorted(changed)]
+        if old["upstream"] != now["upstream"]:
+            reasons.append("the prepared data or encoder changed")
+        if not reasons:
+            return
+        if not self.problem.context.force:
+            raise ConfigError(
+                f"{self.paths.checkpoints} holds training made with another config ({'; '.join(reasons)}); "
+                "rerun with --force to train again from scratch (old checkpoints are kept aside), "
+                "or use another --target-dir"
+            )
+        aside = self.paths.target_dir / f"checkpoints.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.move(str(self.paths.checkpoints), aside)
+        log.warning("--force: config changed (%s); old checkpoints moved to %s", "; ".join(reasons), aside)
+
+    def log_config_diff(self) -> None:
+        saved = cfglib.load_saved_config(self.paths.config)
+        if saved is None:
+            return
+        for key, old, new in cfglib.diff(saved, self.conf):
+            log.info("config differs from saved %s: %s %r → %r", self.paths.config.name, key, old, new)
+
+    # ----- running -------------------------------------------------------------------
+    def run(self, start: int, stop: int) -> None:
+        self.check_range(start, stop)
+        self.paths.target_dir.mkdir(parents=True, exist_ok=True)
+        with TargetLock(self.paths.lock):
+            attach_file_log(self.paths.log)
+            log.info("speechrecipe run %s in %s (stages %d..%d)", self.problem.conf_name, self.paths.target_dir, start, stop)
+            plan = self.plan(start, stop)
+            self.check_earlier_done(plan)
+            self.problem.check_config()
+            self.guard_checkpoints(plan)
+            self.log_config_diff()
+            cfglib.save_config(self.conf, self.paths.config)
+            for item in plan:
+                if item.action == "skip":
+                    log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
+                elif item.action == "run":
+                    self.run_one(item.stage)
+
+    def run_one(self, stage: Stage) -> None:
+        state = self.state(stage)
+        if state.status == "stale":
+            log.info("stage %d (%s) is stale: %s", stage.number, stage.name, "; ".join(state.reasons))
+        log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
+        began = time.time()
+        files = self.problem.run_stage(stage.number) or []
+        deps = self.deps(stage)
+        record = StageRecord(
+            stage=stage.number,
+            name=stage.name,
+            deps=deps,
+            upstream=self.upstream(stage),
+            files={str(Path(f)): file_digest(Path(f)) for f in files},
+            finished_at=time.time(),
+            config_digest=cfglib.digest(deps),
+        )
+        record.save(self.paths.record(stage.number))
+        log.info("stage %d (%s) done in %.1f s", stage.number, stage.name, time.time() - began)
+
+
+def describe_plan(plan: list[PlannedStage]) -> list[str]:
+    """Lines for --dry-run: what each stage would do and why."""
+    lines = []
+    for item in plan:
+        head = f"stage {item.stage.number} ({item.stage.name}):"
+        if item.action == "run":
+            why = item.state.describe()
+            if item.state.resumable:
+                why += " — continues from the latest checkpoint"
+            lines.append(f"{head} run [{why}]")
+        elif item.action == "skip":
+            lines.append(f"{head} skip [{item.state.describe()}]")
+        else:
+            lines.append(f"{head} not in range [{item.state.describe()}]")
+    return lines
+
+
+def make_context(device: str, num_workers: int, force: bool) -> RunContext:
+    return RunContext(device=device, num_workers=num_workers, force=force)

@@ -1,0 +1,332 @@
+"""The training loop, generic over problems: updates, accumulation, clipping, mixed
+precision, validation, checkpoint cadence, exact resume and signal handling.
+
+A task is an nn.Module whose forward(batch) is its train step and returns a dict
+with "loss"; batches are dicts whose "ids" list gives the batch size.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from speechrecipe.data.dataset import ManifestDataset, make_loader
+from speechrecipe.data.sampler import EpochBatchSampler
+from speechrecipe.engine import checkpoint as ckpt
+from speechrecipe.engine.paths import ExperimentPaths
+from speechrecipe.errors import Interrupted, RunFailure
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+
+
+@dataclass
+class TrainingState:
+    """Counters saved in every checkpoint."""
+
+    step: int = 0  # optimizer updates done
+    epoch: int = 0
+    position: int = 0  # batches consumed in this epoch
+    best_value: float | None = None
+    best_step: int | None = None
+    nonfinite_total: int = 0
+    nonfinite_run: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _ignore_signals_in_worker(_: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+class Window:
+    """Running sums between two log steps."""
+
+    def __init__(self) -> None:
+        self.began, self.wait, self.losses, self.items, self.seconds = time.perf_counter(), 0.0, [], 0, 0.0
+
+    def summary(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.began, 1e-9)
+        return {
+            "loss": sum(self.losses) / max(len(self.losses), 1),
+            "utt_per_s": self.items / elapsed,
+            "audio_s_per_s": self.seconds / elapsed,
+            "data_wait": self.wait / elapsed,
+        }
+
+
+class Trainer:
+    """Runs `total_steps` updates of `task`, resuming from the latest checkpoint."""
+
+    def __init__(
+        self,
+        task: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        dataset: ManifestDataset,
+        sampler: EpochBatchSampler,
+        conf: DictConfig,
+        paths: ExperimentPaths,
+        device: str,
+        num_workers: int,
+        validate: Callable[[], dict[str, float]] | None,
+        run_info: dict[str, Any],
+    ):
+        self.task, self.optimizer, self.scheduler = task, optimizer, scheduler
+        self.dataset, self.sampler, self.conf, self.paths = dataset, sampler, conf, paths
+        self.device, self.num_workers, self.validate, self.run_info = torch.device(device), num_workers, validate, run_info
+        self.run_id = str(run_info.get("id", ""))
+        self.state = TrainingState()
+        self.signal: int | None = None
+        self.precision = self._precision(str(conf.precision))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.params = [p for p in task.parameters() if p.requires_grad]
+
+    def _precision(self, wanted: str) -> str:
+        if self.device.type != "cuda" and wanted != "fp32":
+            log.warning("train.precision=%s runs as fp32 on %s (low precision is slower on CPUs)", wanted, self.device)
+            return "fp32"
+        return wanted
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # ----- checkpoints -------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "run_id": self.run_id,
+            "counters": asdict(self.state),
+            "model": self.task.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng(),
+            "valid_metric": str(self.conf.valid_metric),
+        }
+
+    def save(self) -> None:
+        began = time.perf_counter()
+        ckpt.save_step(self.checkpoint_state(), self.paths.checkpoints, int(self.conf.keep_num_ckpts or 0))
+        self.event("save", seconds=time.perf_counter() - began)
+
+    def restore(self) -> None:
+        began = time.perf_counter()
+        found = ckpt.load_latest(self.paths.checkpoints) if self.conf.auto_resume else None
+        if found is None and self.conf.resume_ckpt_dir:
+            source = Path(str(self.conf.resume_ckpt_dir))
+            found = ckpt.load_latest(source) if source.is_dir() else (ckpt.load(source), source)
+            if found is None:
+                raise RunFailure(f"train.resume_ckpt_dir: no readable step-N.ckpt in {source}")
+        if found is None:
+            return
+        state, path = found
+        self.task.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])
+        self.state = TrainingState(**state["counters"])
+        log.info("resuming from %s (step %d)", path, self.state.step)
+        self.event("resume", seconds=time.perf_counter() - began, step=self.state.step)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        with open(self.paths.train_log, "a") as handle:
+            handle.write(json.dumps({"event": kind, "step": self.state.step, **fields}) + "\n")
+
+    # ----- the loop ------------------------------------------------------------------
+    def run(self) -> TrainingState:
+        self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.task.to(self.device)
+        self.restore()
+        ckpt.write_text_atomic(self.paths.checkpoints / "run.json", json.dumps(self.run_info, indent=1, default=str))
+        total = int(self.conf.total_steps)
+        if self.state.step >= total:
+            log.info("training already reached step %d (train.total_steps=%d)", self.state.step, total)
+            return self.state
+        loader = make_loader(
+            self.dataset, self.sampler, self.num_workers, self.state.epoch, self.state.position,
+            endless=True, pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_signals_in_worker,
+        )
+        with self._signals():
+            self._loop(iter(loader), total)
+        return self.state
+
+    @contextlib.contextmanager
+    def _signals(self):
+        def handler(signum, _frame):
+            if self.signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signal = signum
+            log.warning("received %s: saving a checkpoint after this update", signal.Signals(signum).name)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _loop(self, batches, total: int) -> None:
+        self.task.train()
+        window = Window()
+        bar = tqdm(total=total, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True)
+        try:
+            while self.state.step < total:
+                ok = self._accumulate(batches, window)
+                self._update(ok)
+                bar.update(1)
+                self._after_update(window, bar, total)
+                if self.signal is not None:
+                    self.save()
+                    name = signal.Signals(self.signal).name
+                    raise Interrupted(
+                        f"stopped by {name} at step {self.state.step}; checkpoint saved in "
+                        f"{self.paths.checkpoints}; run the same command again to resume",
+                        self.signal,
+                    )
+        finally:
+            bar.close()
+
+    def _advance(self) -> None:
+        self.state.position += 1
+        if self.state.position >= self.sampler.num_batches(self.state.epoch):
+            self.state.epoch, self.state.position = self.state.epoch + 1, 0
+
+    def _accumulate(self, batches, window: Window) -> bool:
+        accumulate, ok = int(self.conf.gradient_accumulate), True
+        for _ in range(accumulate):
+            began = time.perf_counter()
+            batch = next(batches)
+            window.wait += time.perf_counter() - began
+            self._advance()
+            with self.autocast():
+                loss = self.task(move_to(batch, self.device))["loss"]
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                ok = False
+                continue
+            self.scaler.scale(loss / accumulate).backward()
+            window.losses.append(value)
+            window.items += len(batch["ids"])
+            window.seconds += float(batch.get("audio_seconds", 0.0))
+        return ok
+
+    def _update(self, ok: bool) -> None:
+        if ok:
+            self.scaler.unscale_(self.optimizer)
+            clip = float(self.conf.gradient_clipping or 0) or math.inf
+            norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+            ok = bool(torch.isfinite(norm)) or self.precision == "fp16"  # fp16: the scaler skips inf
+        if ok:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.state.nonfinite_run = 0
+        else:
+            self._count_nonfinite()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and self.conf.use_scheduler:
+            self.scheduler.step()
+        self.state.step += 1
+
+    def _count_nonfinite(self) -> None:
+        self.state.nonfinite_total += 1
+        self.state.nonfinite_run += 1
+        log.warning(
+            "step %d: non-finite loss or gradient; update skipped (%d so far, %d in a row)",
+            self.state.step + 1, self.state.nonfinite_total, self.state.nonfinite_run,
+        )
+        limit = int(self.conf.max_nonfinite_updates)
+        if self.state.nonfinite_run >= limit:
+            self.state.step += 1
+            self.save()
+            raise RunFailure(
+                f"{limit} updates in a row had a non-finite loss or gradient (train.max_nonfinite_updates); "
+                f"the last good state is saved in {self.paths.checkpoints}; lower the learning rate or check the data"
+            )
+
+    def _after_update(self, window: Window, bar: tqdm, total: int) -> None:
+        step = self.state.step
+        if step % int(self.conf.log_step) == 0 or step == total:
+            stats = window.summary()
+            lr = self.optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", utt_s=f"{stats['utt_per_s']:.1f}", wait=f"{stats['data_wait']:.0%}")
+            self.event("train", lr=lr, **stats)
+            log.debug("step %d: %s lr=%.3g", step, " ".join(f"{k}={v:.4g}" for k, v in stats.items()), lr)
+            window.__init__()
+        if self.validate is not None and (step % int(self.conf.eval_step) == 0 or step == total):
+            self._validate()
+            window.__init__()
+        if step % int(self.conf.save_step) == 0 or step == total:
+            self.save()
+
+    def _validate(self) -> None:
+        self.task.eval()
+        metrics = self.validate()
+        self.task.train()
+        name = str(self.conf.valid_metric)
+        if name not in metrics:
+            raise RunFailure(f"train.valid_metric: '{name}' is not among the validation metrics {sorted(metrics)}")
+        value, best = float(metrics[name]), self.state.best_value
+        better = best is None or (value > best if self.conf.valid_higher_better else value < best)
+        log.info("step %d: valid %s%s", self.state.step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                 " (best so far)" if better else "")
+        self.event("valid", **metrics)
+        if better:
+            self.state.best_value, self.state.best_step = value, self.state.step
+            best_state = {"format": FORMAT, "run_id": self.run_id, "counters": asdict(self.state), "model": self.task.state_dict()}
+            ckpt.save_atomic(best_state, ckpt.named_path(self.paths.checkpoints, ckpt.BEST))
