@@ -25,7 +25,11 @@ MISSING = "???"
 
 def _register_resolvers() -> None:
     if not OmegaConf.has_resolver("asset"):
-        OmegaConf.register_new_resolver("asset", lambda rel: str(asset_path(rel)))
+        OmegaConf.register_resolver("asset", _asset_resolver)
+
+
+def _asset_resolver(rel: str) -> str:
+    return str(asset_path(rel))
 
 
 def asset_path(rel: str) -> Path:
@@ -84,18 +88,29 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _is_interpolation(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
 def _compatible(default: Any, value: Any) -> bool:
     if default is None or value is None or default == MISSING or value == MISSING:
         return True
-    if isinstance(value, str) and value.startswith("${"):
-        return True  # interpolation, checked after resolution
+    if _is_interpolation(value) or _is_interpolation(default):
+        return True  # checked again after resolution
     want, got = _type_name(default), _type_name(value)
     return want == got or (want == "float" and got == "int")
 
 
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate nearest to `word`, ignoring case, or None."""
+    by_lower = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
 def _suggest(key: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
+    close = closest(key, candidates)
+    return f"; did you mean {close}?" if close else ""
 
 
 def _validate_layer(schema: dict, layer: dict, source: str, prefix: str = "") -> None:
@@ -142,8 +157,11 @@ def load_config(
     merged = schema
     schema_data = OmegaConf.to_container(schema, resolve=False)
     for source, layer in layers:
-        _validate_layer(schema_data, OmegaConf.to_container(layer, resolve=False), source)
+        data = OmegaConf.to_container(layer, resolve=False)
+        _validate_layer(schema_data, data, source)
         merged = OmegaConf.merge(merged, layer)
+        for key in [k for k, v in flatten(data, resolve=False).items() if v == MISSING]:
+            OmegaConf.update(merged, key, MISSING, merge=False)  # a layer may demand a value
     missing = _missing_keys(merged)
     if missing:
         raise ConfigError(
@@ -153,12 +171,12 @@ def load_config(
         resolved = OmegaConf.create(OmegaConf.to_container(merged, resolve=True))
     except OmegaConfBaseException as err:
         raise ConfigError(f"config: {str(err).splitlines()[0]}") from None
-    _check_resolved_types(schema, resolved)
+    _check_resolved_types(OmegaConf.to_container(schema, resolve=True), resolved)
     return resolved
 
 
-def _check_resolved_types(schema: DictConfig, resolved: DictConfig) -> None:
-    schema_flat = flatten(schema, resolve=False)
+def _check_resolved_types(schema: dict, resolved: DictConfig) -> None:
+    schema_flat = flatten(schema)
     for key, value in flatten(resolved).items():
         default = schema_flat.get(key)
         if key in schema_flat and not _compatible(default, value):

@@ -1,7 +1,6 @@
 """Problem names → classes. Problem modules import no torch at module level."""
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -19,8 +18,10 @@ def resolve_problem(spec: str):
 
     target = PROBLEMS.get(spec, spec)
     if ":" not in target:
-        close = difflib.get_close_matches(spec, list(PROBLEMS), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        from speechrecipe.config import closest
+
+        close = closest(spec, PROBLEMS)
+        hint = f"; did you mean {close}?" if close else ""
         raise ConfigError(f"unknown problem '{spec}' (see `speechrecipe list`, or give module:Class){hint}")
     module_name, _, class_name = target.partition(":")
     if str(Path.cwd()) not in sys.path:

@@ -1,4 +1,4 @@
-"""Atomic checkpoint files: step-N.ckpt, valid_best.ckpt and a `latest` pointer.
+"""Atomic checkpoint files (torch is imported only to save and load): step-N.ckpt, valid_best.ckpt and a `latest` pointer.
 
 A checkpoint is written to a temporary name, fsynced and renamed, so a crash never
 leaves a file that looks complete; old ones are pruned only after the new one is safe.
@@ -10,8 +10,6 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from speechrecipe.errors import RunFailure
 
@@ -40,6 +38,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """torch.save to path.tmp, fsync, rename; a failure leaves earlier files intact."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -71,6 +71,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def load(path: Path) -> dict[str, Any]:
     """Load a checkpoint onto the CPU (tensors and plain containers only)."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -110,3 +112,9 @@ def resolve(directory: Path, name: str) -> Path | None:
         return found[-1][1] if found else None
     candidate = Path(name) if Path(name).suffix == ".ckpt" else named_path(directory, name)
     return candidate if candidate.is_file() else None
+
+
+def list_checkpoints(directory: Path) -> list[str]:
+    """Names of the checkpoints in `directory`, valid_best first."""
+    names = [p.stem for _, p in step_checkpoints(directory)]
+    return ([BEST] if named_path(directory, BEST).is_file() else []) + names

@@ -6,12 +6,16 @@ config section of the same name and return one thing; they do no file I/O.
 """
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from omegaconf import DictConfig
 
+from speechrecipe.config import digest, select
 from speechrecipe.engine.paths import ExperimentPaths
 
 if TYPE_CHECKING:
@@ -69,8 +73,8 @@ def stage(
 class RunContext:
     """Runtime settings from the command line, not part of the experiment's config."""
 
-    device: str = "cpu"
-    num_workers: int = 0
+    device: str = "auto"
+    num_workers: int | None = None  # None: the config's train.num_workers
     force: bool = False
 
 
@@ -133,3 +137,85 @@ class Problem:
         for section, module in (("build_optimizer", "torch.optim"), ("build_scheduler", "torch.optim.lr_scheduler")):
             if section in self.conf:
                 check_torch_class(section, self.conf[section], module)
+
+    # ----- runtime --------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        if self.context.device != "auto":
+            return self.context.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def num_workers(self) -> int:
+        return int(self.conf.train.num_workers if self.context.num_workers is None else self.context.num_workers)
+
+    def stage_entry(self, number: int) -> Stage:
+        (entry,) = [s for s in self.stages() if s.number == number]
+        return entry
+
+    def train_run_id(self) -> str:
+        """Identifies what training produces: its config minus keys safe to change on resume."""
+        entry = self.stage_entry(self.train_stage)
+        return digest(select(self.conf, entry.uses, exclude=entry.ignore + entry.resume_safe))
+
+    # ----- shared stage bodies ------------------------------------------------------------
+    def prepare_cached(self, prepare: Callable[[Path], dict]) -> list[Path]:
+        """Run prepare(out_dir) into a fresh folder and publish it as the cache, unless already there."""
+        cache = self.paths.cache
+        if (cache / "summary.json").is_file():
+            log.info("prepared data found in cache %s; reusing it", cache)
+        else:
+            partial = cache.with_name(cache.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            summary = prepare(partial)
+            (partial / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+            shutil.rmtree(cache, ignore_errors=True)
+            partial.rename(cache)
+            log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
+        return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
+
+    def train(self, conf: DictConfig, task, dataset, sampler, validate) -> Any:
+        """The engine's training loop over this problem's task and data."""
+        from speechrecipe.engine.plots import plot_training
+        from speechrecipe.engine.trainer import Trainer
+
+        params = [p for p in task.parameters() if p.requires_grad]
+        optimizer = self.build_optimizer(self.conf.build_optimizer, params)
+        scheduler = self.build_scheduler(self.conf.build_scheduler, optimizer) if conf.use_scheduler else None
+        trainer = Trainer(task, optimizer, scheduler, dataset, sampler, conf, self.paths, self.device,
+                          self.num_workers, validate, {"id": self.train_run_id()})
+        state = trainer.run()
+        plot_training(self.paths.train_log, self.paths.target_dir / "training_curve.png", str(conf.valid_metric))
+        return state
+
+    def eval_loader(self, dataset, batch_secs: float):
+        """Length-sorted evaluation batches of a ManifestDataset under a padded-audio budget."""
+        from speechrecipe.data.dataset import make_loader
+        from speechrecipe.data.sampler import EpochBatchSampler
+
+        budget = int(batch_secs * dataset.preprocessor.sample_rate)
+        sampler = EpochBatchSampler(dataset.lengths(), seed=0, max_batch_length=budget, shuffle=False)
+        return make_loader(dataset, sampler, self.num_workers)
+
+    def evaluate(self, conf: DictConfig, test_sets: list[str], evaluate_one) -> list[Path]:
+        """Every chosen checkpoint × test set; finished pairs are kept across interruptions."""
+        from speechrecipe.engine.evaluate import choose_checkpoints, evaluate_all
+
+        directory = Path(conf.test_ckpt_dir) if conf.test_ckpt_dir else self.paths.checkpoints
+        checkpoints = choose_checkpoints(directory, list(conf.test_ckpt_steps))
+        key = {"evaluate": digest(select(self.conf, ["evaluate"], exclude=("evaluate.test_ckpt_steps",)))}
+        written = evaluate_all(checkpoints, test_sets, self.paths.evaluation, key, evaluate_one)
+        (self.paths.evaluation / "latest.json").write_text(json.dumps([str(p) for p in written], indent=1))
+        return written
+
+    def evaluated(self) -> list[Path]:
+        """The result files of the last stage 3."""
+        listing = self.paths.evaluation / "latest.json"
+        if not listing.is_file():
+            from speechrecipe.errors import ConfigError
+
+            raise ConfigError(f"no evaluation results in {self.paths.evaluation}; run with --start 3")
+        return [Path(p) for p in json.loads(listing.read_text())]

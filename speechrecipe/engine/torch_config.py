@@ -1,12 +1,12 @@
 """Validate `name` + `conf` sections that name a torch class, before any heavy work."""
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 
 from omegaconf import DictConfig
 
+from speechrecipe.config import closest
 from speechrecipe.errors import ConfigError
 
 
@@ -16,8 +16,8 @@ def check_torch_class(section: str, conf: DictConfig, module_name: str) -> None:
     klass = getattr(module, str(conf.name), None)
     if not inspect.isclass(klass):
         names = [n for n in dir(module) if inspect.isclass(getattr(module, n)) and not n.startswith("_")]
-        close = difflib.get_close_matches(str(conf.name), names, n=1)
-        hint = f"; did you mean {close[0]}?" if close else f"; choose one of {module_name}'s classes"
+        close = closest(str(conf.name), names)
+        hint = f"; did you mean {close}?" if close else f"; choose one of {module_name}'s classes"
         raise ConfigError(f"{section}.name: {conf.name!r} is not a class in {module_name}{hint}")
     params = inspect.signature(klass.__init__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -25,6 +25,6 @@ def check_torch_class(section: str, conf: DictConfig, module_name: str) -> None:
     allowed = [n for n in params if n not in ("self", "params", "optimizer")]
     for key in conf.get("conf", {}) or {}:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"; did you mean {section}.conf.{close[0]}?" if close else f"; {conf.name} takes {', '.join(allowed)}"
+            close = closest(key, allowed)
+            hint = f"; did you mean {section}.conf.{close}?" if close else f"; {conf.name} takes {', '.join(allowed)}"
             raise ConfigError(f"{section}.conf.{key}: {conf.name} has no argument {key!r}{hint}")

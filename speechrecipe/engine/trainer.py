@@ -325,7 +325,7 @@ class Trainer:
         better = best is None or (value > best if self.conf.valid_higher_better else value < best)
         log.info("step %d: valid %s%s", self.state.step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
                  " (best so far)" if better else "")
-        self.event("valid", **metrics)
+        self.event("valid", metric=name, higher_better=bool(self.conf.valid_higher_better), **metrics)
         if better:
             self.state.best_value, self.state.best_step = value, self.state.step
             best_state = {"format": FORMAT, "run_id": self.run_id, "counters": asdict(self.state), "model": self.task.state_dict()}

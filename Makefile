@@ -1,0 +1,32 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch builds that lie on these machines' disk; override for another machine,
+# e.g. `make install TORCH="torch torchaudio"`.
+TORCH ?= torch==2.14.1 torchaudio==2.11.0
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch, torchaudio" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/speechrecipe run asv --target-dir exp/asv
+	@echo
+	@cat exp/asv/results/README.md
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/bench_cli.py
+	$(BIN)/python bench/bench_scoring.py
+
+clean:
+	rm -rf exp build *.egg-info

@@ -1,0 +1,92 @@
+"""Preprocessors: manifest row → sample (in DataLoader workers) and samples → batch."""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from speechrecipe.data.audio import read_audio
+from speechrecipe.data.augment import Augmenter, speed_perturb
+
+
+def pad_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest; returns ([B, T], lengths)."""
+    lens = torch.tensor([w.numel() for w in wavs], dtype=torch.long)
+    batch = torch.zeros(len(wavs), int(lens.max()) if wavs else 0)
+    for i, wav in enumerate(wavs):
+        batch[i, : wav.numel()] = wav
+    return batch, lens
+
+
+@dataclass
+class WaveformBatcher:
+    """Shared collate: ids, padded waveforms, lengths, audio seconds, and any `label_keys`."""
+
+    sample_rate: int
+    label_keys: tuple[str, ...] = ()
+
+    def collate_fn(self, samples: list[dict]) -> dict:
+        wavs, lens = pad_waveforms([s["wav"] for s in samples])
+        batch = {
+            "ids": [s["id"] for s in samples],
+            "wavs": wavs,
+            "wav_lens": lens,
+            "audio_seconds": float(lens.sum()) / self.sample_rate,
+        }
+        for key in self.label_keys:
+            batch[key] = torch.tensor([s[key] for s in samples], dtype=torch.long)
+        return batch
+
+    def find_length(self, row: dict) -> int:
+        return int(row["num_frames"])
+
+
+@dataclass
+class RandomCrop(WaveformBatcher):
+    """Training: a random `crop_secs` window (short utterances repeat), optional augmentation."""
+
+    crop_secs: float = 2.0
+    labels: Callable[[dict], dict] | None = None  # row → {label_key: index}
+    augmenter: Augmenter | None = None
+
+    def preprocessing(self, row: dict, rng: random.Random) -> dict:
+        speed = self.augmenter.speed(rng) if self.augmenter else 1.0
+        file_rate = int(row["sample_rate"])
+        want = int(math.ceil(self.crop_secs * file_rate * speed))
+        total = int(row["num_frames"])
+        start = rng.randrange(total - want + 1) if total > want else 0
+        wav = read_audio(row["path"], start, min(want, total), self.sample_rate)
+        wav = speed_perturb(wav, speed, self.sample_rate)
+        crop = int(self.crop_secs * self.sample_rate)
+        if wav.numel() < crop:
+            wav = wav.repeat(math.ceil(crop / max(wav.numel(), 1)))
+        wav = wav[:crop]
+        if self.augmenter:
+            wav = self.augmenter(wav, rng)
+        return {"id": row["id"], "wav": wav, **(self.labels(row) if self.labels else {})}
+
+
+@dataclass
+class WholeUtterance(WaveformBatcher):
+    """Evaluation: the whole utterance, no randomness."""
+
+    labels: Callable[[dict], dict] | None = None
+
+    def preprocessing(self, row: dict, rng: random.Random) -> dict:
+        wav = read_audio(row["path"], sample_rate=self.sample_rate)
+        return {"id": row["id"], "wav": wav, **(self.labels(row) if self.labels else {})}
+
+
+@dataclass
+class LabelLookup:
+    """row[field] → {key: class index}; picklable for DataLoader workers."""
+
+    field: str
+    key: str
+    index: dict[str, int]
+
+    def __call__(self, row: dict) -> dict:
+        return {self.key: self.index[row[self.field]]}

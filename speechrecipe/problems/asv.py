@@ -1,0 +1,217 @@
+"""Speaker verification (asv). Imports no torch at module level: `speechrecipe stages asv` stays fast."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig
+
+from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
+TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
+ENCODER = "speakers.json"
+
+
+class ASV(Problem):
+    """Speaker verification: train a speaker classifier, score trials by cosine similarity."""
+
+    conf_name = "asv"
+    description = "speaker verification on VoxCeleb1: x-vector/ECAPA embeddings, cosine scoring, EER and minDCF"
+
+    @stage(0, "prepare data", "parse VoxCeleb1 into train/valid manifests and trial lists",
+           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+    def prepare_data(self) -> list[Path]:
+        from speechrecipe.data.corpora.voxceleb1 import prepare_voxceleb1_verification
+
+        c = self.conf.prepare_data
+        return self.prepare_cached(lambda out: prepare_voxceleb1_verification(
+            root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, test_sets=list(c.test_sets),
+            valid_fraction=c.valid_fraction, valid_count=c.valid_count, iden_split=c.iden_split, seed=c.seed,
+            strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
+            num_valid_trials=c.num_valid_trials, sample_rate=self.conf.build_dataset.sample_rate))
+
+    @stage(1, "build encoder", "map training speaker ids to class indices", uses=("build_encoder",))
+    def build_encoder_stage(self) -> None:
+        from speechrecipe.data.manifest import read_jsonl
+
+        encoder = self.build_encoder(self.conf.build_encoder, read_jsonl(self.paths.manifest("train")))
+        encoder.save(self.paths.artifact(ENCODER))
+        log.info("%d training speakers", len(encoder))
+
+    @stage(2, "train", "train the speaker classifier; keep valid_best by validation EER",
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE)
+    def train_stage(self) -> None:
+        from speechrecipe.engine.trainer import seed_everything
+
+        seed_everything(self.conf.train.seed)
+        task = self.build_task(self.conf.build_task, self.load_encoder())
+        dataset, sampler = self.build_dataset(self.conf.build_dataset, "train"), None
+        sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
+        self.train(self.conf.train, task, dataset, sampler, lambda: self.verify(task, "valid"))
+
+    @stage(3, "evaluate", "embed each test utterance once per checkpoint, cosine-score every trial",
+           uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
+    def evaluate_stage(self) -> list[Path]:
+        task = self.build_task(self.conf.build_task, self.load_encoder())
+
+        def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
+            task.load_state_dict(state["model"])
+            return self.verify(task, test_set, out_dir / f"{test_set}.scores")
+
+        return self.evaluate(self.conf.evaluate, self.test_set_names(), evaluate_one)
+
+    @stage(4, "report best", "best checkpoint per test set: results.json, README.md, DET curves")
+    def report_stage(self) -> None:
+        from speechrecipe.engine.report import pick_best, write_results
+
+        best = pick_best(self.evaluated(), "eer", higher_better=False)
+        columns = [("eer", "EER (%)", "pct"), ("mindcf_0.01", "minDCF (p=0.01)", "float"), ("mindcf_0.05", "minDCF (p=0.05)", "float")]
+        table = write_results(best, self.paths.results, columns, "Speaker verification results")
+        self.plot_det(best)
+        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
+
+    # ----- builders --------------------------------------------------------------------
+    def build_encoder(self, conf: DictConfig, rows: list[dict]):
+        from speechrecipe.data.encoder import LabelEncoder
+
+        return LabelEncoder.fit(row["speaker"] for row in rows)
+
+    def build_dataset(self, conf: DictConfig, split: str):
+        """Training crops (with augmentation) for split 'train'; whole utterances otherwise."""
+        from speechrecipe.data.augment import build_augmenter
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.preprocessors import LabelLookup, RandomCrop, WholeUtterance
+
+        rows = read_jsonl(self.paths.manifest(split))
+        if split != "train":
+            return ManifestDataset(rows, WholeUtterance(conf.sample_rate))
+        labels = LabelLookup("speaker", "labels", self.load_encoder().index)
+        augmenter = build_augmenter(conf.augment, conf.sample_rate)
+        return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter))
+
+    def build_batch_sampler(self, conf: DictConfig, dataset):
+        from speechrecipe.data.sampler import EpochBatchSampler
+
+        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size, drop_last=True)
+
+    def build_downstream(self, conf: DictConfig, input_dim: int) -> "torch.nn.Module":
+        if conf.name == "xvector":
+            from speechrecipe.nn.xvector import XVector
+
+            return XVector(input_dim, **conf.xvector)
+        from speechrecipe.nn.ecapa import ECAPATDNN
+
+        return ECAPATDNN(input_dim, **conf.ecapa)
+
+    def build_model(self) -> tuple["torch.nn.Module", "torch.nn.Module", "torch.nn.Module"]:
+        upstream = self.build_upstream(self.conf.build_upstream)
+        featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
+        downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim)
+        return upstream, featurizer, downstream
+
+    def build_task(self, conf: DictConfig, encoder) -> "torch.nn.Module":
+        from speechrecipe.nn.losses import build_loss
+        from speechrecipe.tasks.speaker_verification import SpeakerVerificationTask
+
+        upstream, featurizer, downstream = self.build_model()
+        loss = build_loss(conf.loss, downstream.embedding_dim, len(encoder), conf.margin, conf.scale)
+        return SpeakerVerificationTask(upstream, featurizer, downstream, loss)
+
+    # ----- helpers -----------------------------------------------------------------------
+    def load_encoder(self):
+        from speechrecipe.data.encoder import LabelEncoder
+
+        return LabelEncoder.load(self.paths.artifact(ENCODER))
+
+    def test_set_names(self) -> list[str]:
+        return [str(t.name) for t in self.conf.prepare_data.test_sets]
+
+    def verify(self, task, split: str, scores_path: Path | None = None) -> dict[str, float]:
+        """Embed the split's utterances, score its trials, return EER and minDCF."""
+        import torch
+
+        from speechrecipe.data.manifest import read_trials
+        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.metrics.eer import eer
+        from speechrecipe.metrics.mindcf import min_dcf
+        from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, embedding_table, write_scores
+
+        device = torch.device(self.device)
+        task.to(device).eval()
+        name = "valid" if split == "valid" else f"test_{split}"
+        loader = self.eval_loader(self.build_dataset(self.conf.build_dataset, name), self.conf.build_batch_sampler.eval_batch_secs)
+        trials = Trials.from_list(read_trials(self.paths.cache / f"trials_{split}.tsv"))
+        table = embedding_table(collect(task.test_step, loader, device, f"embed {split}"), trials.ids)
+        scores = cosine_scores(table, trials.enroll, trials.test)
+        if split != "valid" and self.conf.evaluate.score_norm == "asnorm":
+            cohort = self.cohort_embeddings(task, device)
+            scores = as_norm(scores, table, trials.enroll, trials.test, cohort, self.conf.evaluate.asnorm_top_n)
+        if scores_path is not None:
+            write_scores(scores_path, trials, scores)
+        labels = trials.labels
+        return {"eer": eer(scores, labels), "mindcf_0.01": min_dcf(scores, labels, 0.01), "mindcf_0.05": min_dcf(scores, labels, 0.05)}
+
+    def cohort_embeddings(self, task, device) -> "torch.Tensor":
+        """One mean embedding per training speaker, from its first N utterances (AS-norm cohort)."""
+        import torch
+        import torch.nn.functional as F
+
+        from speechrecipe.engine.evaluate import collect
+
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.preprocessors import WholeUtterance
+
+        per_speaker: dict[str, list[dict]] = {}
+        for row in read_jsonl(self.paths.manifest("train")):
+            per_speaker.setdefault(row["speaker"], []).append(row)
+        keep = int(self.conf.evaluate.asnorm_cohort_per_speaker)
+        rows = [r for spk in sorted(per_speaker) for r in sorted(per_speaker[spk], key=lambda r: r["id"])[:keep]]
+        dataset = ManifestDataset(rows, WholeUtterance(self.conf.build_dataset.sample_rate))
+        loader = self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs)
+        speaker = {r["id"]: r["speaker"] for r in rows}
+        sums: dict[str, torch.Tensor] = {}
+        for out in collect(task.test_step, loader, device, "embed cohort"):
+            for utt, emb in zip(out["ids"], F.normalize(out["embeddings"].float(), dim=1)):
+                sums[speaker[utt]] = sums.get(speaker[utt], 0) + emb
+        return torch.stack([sums[s] for s in sorted(sums)])
+
+    def plot_det(self, best: dict[str, dict]) -> None:
+        from speechrecipe.metrics.det_plot import plot_det
+        from speechrecipe.metrics.eer import error_curves
+        from speechrecipe.tasks.scoring import read_scores
+
+        for test_set, record in best.items():
+            scores_file = self.paths.evaluation / record["checkpoint"] / f"{test_set}.scores"
+            fpr, fnr, _ = error_curves(*read_scores(scores_file))
+            plot_det({f"{test_set} ({record['checkpoint']})": (fpr, fnr)}, self.paths.results / f"det_{test_set}.png",
+                     title=f"DET: {test_set}")
+
+    def check_config(self) -> None:
+        super().check_config()
+        names = self.test_set_names()
+        for item in self.conf.prepare_data.test_sets:
+            if not isinstance(item, DictConfig) or set(item.keys()) != {"name", "trial_file"}:
+                raise ConfigError("prepare_data.test_sets: each entry needs exactly `name` and `trial_file`")
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(item.name)) or item.name == "valid":
+                raise ConfigError(f"prepare_data.test_sets: name {item.name!r} must be letters, digits, _ . - (not 'valid')")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
+        for key, allowed in (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.name", ("xvector", "ecapa")),
+                             ("build_task.loss", ("softmax", "amsoftmax", "aamsoftmax")),
+                             ("evaluate.score_norm", ("none", "asnorm")), ("prepare_data.check_audio", ("full", "header"))):
+            value = self.conf
+            for part in key.split("."):
+                value = value[part]
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
