@@ -94,9 +94,9 @@ def load_latest(directory: Path) -> tuple[dict[str, Any], Path] | None:
     return None
 
 
-def save_step(state: dict[str, Any], directory: Path, keep: int | None) -> Path:
+def save_step(state: dict[str, Any], directory: Path, step: int, keep: int | None) -> Path:
     """Save step-N.ckpt, point `latest` at it, then prune beyond `keep` (valid_best is never pruned)."""
-    path = step_path(directory, state["step"])
+    path = step_path(directory, step)
     save_atomic(state, path)
     write_text_atomic(directory / LATEST_POINTER, path.name + "\n")
     if keep and keep > 0:

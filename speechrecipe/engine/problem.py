@@ -84,7 +84,7 @@ class Problem:
     conf_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     # The stage whose checkpoints a config change would throw away (guarded by --force).
-    train_stage: ClassVar[int] = 2
+    training_stage: ClassVar[int] = 2
     # prepare_data keys that do not change the prepared manifests (so not in the cache key).
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
 
@@ -157,7 +157,7 @@ class Problem:
 
     def train_run_id(self) -> str:
         """Identifies what training produces: its config minus keys safe to change on resume."""
-        entry = self.stage_entry(self.train_stage)
+        entry = self.stage_entry(self.training_stage)
         return digest(select(self.conf, entry.uses, exclude=entry.ignore + entry.resume_safe))
 
     # ----- shared stage bodies ------------------------------------------------------------

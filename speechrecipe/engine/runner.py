@@ -101,13 +101,13 @@ class Runner:
                 )
 
     def train_deps(self) -> dict:
-        (stage,) = [s for s in self.stages if s.number == self.problem.train_stage]
+        (stage,) = [s for s in self.stages if s.number == self.problem.training_stage]
         return {"deps": self.deps(stage), "upstream": self.upstream(stage), "resume_safe": list(stage.resume_safe)}
 
     def guard_checkpoints(self, plan: list[PlannedStage]) -> None:
         """Refuse to throw away checkpoints trained with another config, unless --force."""
         run_file = self.paths.checkpoints / TRAIN_RUN_FILE
-        runs_train = any(p.action == "run" and p.stage.number == self.problem.train_stage for p in plan)
+        runs_train = any(p.action == "run" and p.stage.number == self.problem.training_stage for p in plan)
         if not runs_train or not run_file.is_file():
             return
         import json

@@ -160,7 +160,7 @@ class Trainer:
 
     def save(self) -> None:
         began = time.perf_counter()
-        ckpt.save_step(self.checkpoint_state(), self.paths.checkpoints, int(self.conf.keep_num_ckpts or 0))
+        ckpt.save_step(self.checkpoint_state(), self.paths.checkpoints, self.state.step, int(self.conf.keep_num_ckpts or 0))
         self.event("save", seconds=time.perf_counter() - began)
 
     def restore(self) -> None:
