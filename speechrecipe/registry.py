@@ -9,6 +9,10 @@ from speechrecipe.errors import ConfigError
 
 PROBLEMS = {
     "asv": "speechrecipe.problems.asv:ASV",
+    "asr": "speechrecipe.problems.asr:ASR",
+    "ks": "speechrecipe.problems.ks:KeywordSpotting",
+    "sid": "speechrecipe.problems.sid:SpeakerIdentification",
+    "intent": "speechrecipe.problems.intent:IntentClassification",
 }
 
 

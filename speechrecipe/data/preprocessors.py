@@ -81,6 +81,31 @@ class WholeUtterance(WaveformBatcher):
 
 
 @dataclass
+class TranscribedUtterance(WaveformBatcher):
+    """ASR: the whole utterance (never cropped: the transcript covers all of it) and, with
+    `tokenize`, its token ids, padded with 0 into "targets" [B, L] with "target_lens"."""
+
+    tokenize: Callable[[str], list[int]] | None = None  # text → token ids; None for decoding only
+
+    def preprocessing(self, row: dict, rng: random.Random) -> dict:
+        wav = read_audio(row["path"], sample_rate=self.sample_rate)
+        sample = {"id": row["id"], "wav": wav}
+        if self.tokenize is not None:
+            sample["tokens"] = self.tokenize(row["transcript"])
+        return sample
+
+    def collate_fn(self, samples: list[dict]) -> dict:
+        batch = super().collate_fn(samples)
+        if self.tokenize is not None:
+            lens = torch.tensor([len(s["tokens"]) for s in samples], dtype=torch.long)
+            targets = torch.zeros(len(samples), int(lens.max()) if samples else 0, dtype=torch.long)
+            for i, sample in enumerate(samples):
+                targets[i, : len(sample["tokens"])] = torch.tensor(sample["tokens"], dtype=torch.long)
+            batch["targets"], batch["target_lens"] = targets, lens
+        return batch
+
+
+@dataclass
 class LabelLookup:
     """row[field] → {key: class index}; picklable for DataLoader workers."""
 

@@ -186,7 +186,7 @@ class Problem:
         optimizer = self.build_optimizer(self.conf.build_optimizer, params)
         scheduler = self.build_scheduler(self.conf.build_scheduler, optimizer) if conf.use_scheduler else None
         trainer = Trainer(task, optimizer, scheduler, dataset, sampler, conf, self.paths, self.device,
-                          self.num_workers, validate, {"id": self.train_run_id()})
+                          self.num_workers, validate, self.train_run_id())
         state = trainer.run()
         plot_training(self.paths.train_log, self.paths.target_dir / "training_curve.png", str(conf.valid_metric))
         return state

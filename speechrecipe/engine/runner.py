@@ -4,6 +4,7 @@ Imports no torch: `speechrecipe stages` and `--dry-run` use it too.
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -110,8 +111,6 @@ class Runner:
         runs_train = any(p.action == "run" and p.stage.number == self.problem.training_stage for p in plan)
         if not runs_train or not run_file.is_file():
             return
-        import json
-
         old, now = json.loads(run_file.read_text()), self.train_deps()
         safe = set(now["resume_safe"])
         changed = [k for k in set(old["deps"]) | set(now["deps"]) if k not in safe and old["deps"].get(k) != now["deps"].get(k)]
@@ -162,6 +161,9 @@ class Runner:
             log.info("stage %d (%s) is stale: %s", stage.number, stage.name, "; ".join(state.reasons))
         log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
         began = time.time()
+        if stage.number == self.problem.training_stage:
+            self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+            (self.paths.checkpoints / TRAIN_RUN_FILE).write_text(json.dumps(self.train_deps(), indent=1, default=str))
         files = self.problem.run_stage(stage.number) or []
         deps = self.deps(stage)
         record = StageRecord(

@@ -120,12 +120,12 @@ class Trainer:
         device: str,
         num_workers: int,
         validate: Callable[[], dict[str, float]] | None,
-        run_info: dict[str, Any],
+        run_id: str,
     ):
         self.task, self.optimizer, self.scheduler = task, optimizer, scheduler
         self.dataset, self.sampler, self.conf, self.paths = dataset, sampler, conf, paths
-        self.device, self.num_workers, self.validate, self.run_info = torch.device(device), num_workers, validate, run_info
-        self.run_id = str(run_info.get("id", ""))
+        self.device, self.num_workers, self.validate = torch.device(device), num_workers, validate
+        self.run_id = run_id  # identifies the config this training follows; kept in every checkpoint
         self.state = TrainingState()
         self.signal: int | None = None
         self.precision = self._precision(str(conf.precision))
@@ -193,7 +193,6 @@ class Trainer:
         self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
         self.task.to(self.device)
         self.restore()
-        ckpt.write_text_atomic(self.paths.checkpoints / "run.json", json.dumps(self.run_info, indent=1, default=str))
         total = int(self.conf.total_steps)
         if self.state.step >= total:
             log.info("training already reached step %d (train.total_steps=%d)", self.state.step, total)

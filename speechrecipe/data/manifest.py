@@ -1,0 +1,90 @@
+"""Manifests: JSONL (one utterance per line) and trial lists, always written atomically.
+
+An utterance row is {"id", "path" (absolute), "num_frames", "sample_rate", "channels",
+"duration" (seconds)} plus problem fields such as "speaker". num_frames and sample_rate describe
+the file itself, so they are what `read_audio(start=..., num_frames=...)` expects.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from speechrecipe.errors import DataError
+
+# one encoder for all rows: json.dumps(..., ensure_ascii=False) would build a new one per call
+_encode_row = json.JSONEncoder(ensure_ascii=False).encode
+
+
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[str]]:
+    """Write text to `path.tmp`, flush, fsync, then rename it over `path`: nobody sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # the writer raised: leave no .tmp behind
+            tmp.unlink()
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write one JSON object per line, atomically."""
+    with atomic_open(path) as f:
+        for row in rows:
+            f.write(_encode_row(row) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file; blank lines are skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(
+                        f"{path}:{number}: not valid JSON ({e.msg}); delete it and rerun the stage that wrote it"
+                    ) from None
+    return rows
+
+
+def write_trials(path: str | Path, trials: Iterable[tuple[int, str, str]]) -> None:
+    """Write tab-separated `label enroll_id test_id` lines (1 target, 0 non-target), atomically."""
+    with atomic_open(path) as f:
+        for label, enroll, test in trials:
+            f.write(f"{label}\t{enroll}\t{test}\n")
+
+
+def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
+    """Read a file written by `write_trials`."""
+    trials = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3 or fields[0] not in ("0", "1"):
+                raise DataError(f"{path}:{number}: expected 'label enroll_id test_id' with label 0 or 1, "
+                                f"got {line.strip()!r}; delete it and rerun the stage that wrote it")
+            trials.append((int(fields[0]), fields[1], fields[2]))
+    return trials
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 hex digest of the file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

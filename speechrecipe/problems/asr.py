@@ -1,0 +1,202 @@
+"""Speech recognition with CTC (asr). Imports no torch at module level: `speechrecipe stages asr` stays fast."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
+TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.max_batch_secs", "build_optimizer", "build_scheduler", "train")
+TOKENIZER = "tokenizer.json"
+LEXICON = "lexicon.txt"  # in evaluation/: the LM decoder's words, spelled in tokens
+CHOICES = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.kind": ("lstm", "conformer"),
+           "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
+           "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
+
+
+class ASR(Problem):
+    """Speech recognition: a CTC model over characters, words or subwords; greedy and beam-search decoding."""
+
+    conf_name = "asr"
+    description = "speech recognition on LibriSpeech: CTC (BiLSTM/Conformer), greedy and prefix beam search, WER/CER"
+
+    @stage(0, "prepare data", "parse LibriSpeech splits into train/valid/test manifests with transcripts",
+           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+    def prepare_data(self) -> list[Path]:
+        from speechrecipe.data.corpora.librispeech import prepare_librispeech
+
+        c = self.conf.prepare_data
+        return self.prepare_cached(lambda out: prepare_librispeech(
+            root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, train_sets=list(c.train_sets),
+            valid_sets=list(c.valid_sets), test_sets=list(c.test_sets), strict=c.strict, check_audio=c.check_audio,
+            num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
+
+    @stage(1, "build tokenizer", "fit the tokenizer on the training transcripts (blank = 0)", uses=("build_tokenizer",))
+    def build_tokenizer_stage(self) -> list[Path]:
+        from speechrecipe.data.manifest import read_jsonl
+
+        tokenizer = self.build_tokenizer(self.conf.build_tokenizer, [r["transcript"] for r in read_jsonl(self.paths.manifest("train"))])
+        tokenizer.save(self.paths.artifact(TOKENIZER))
+        log.info("%s tokenizer: %d tokens", tokenizer.kind, len(tokenizer))
+        return [self.paths.artifact(TOKENIZER)]
+
+    @stage(2, "train", "train the CTC model; keep valid_best by validation WER (greedy decoding)",
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE)
+    def train_stage(self) -> None:
+        from speechrecipe.engine.trainer import seed_everything
+
+        seed_everything(self.conf.train.seed)
+        tokenizer = self.load_tokenizer()
+        task = self.build_task(self.conf.build_task, len(tokenizer))
+        dataset = self.build_dataset(self.conf.build_dataset, "train", tokenizer)
+        sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
+        greedy = self.build_decoders(self.conf.evaluate, tokenizer, names=("greedy",))
+        self.train(self.conf.train, task, dataset, sampler, lambda: self.recognize(task, "valid", greedy)["greedy"])
+
+    @stage(3, "evaluate", "decode each test set with every checkpoint (greedy, beam search): WER, CER, hypothesis files",
+           uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
+    def evaluate_stage(self) -> list[Path]:
+        tokenizer = self.load_tokenizer()
+        task = self.build_task(self.conf.build_task, len(tokenizer))
+        if self.conf.evaluate.lm.path and not self.conf.evaluate.lm.lexicon:
+            from speechrecipe.data.manifest import read_jsonl
+            from speechrecipe.decoding.lm import write_lexicon
+
+            rows = read_jsonl(self.paths.manifest("train"))
+            write_lexicon(self.paths.evaluation / LEXICON, (w for r in rows for w in r["transcript"].split()), tokenizer)
+        decoders = self.build_decoders(self.conf.evaluate, tokenizer)
+
+        def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
+            task.load_state_dict(state["model"])
+            scores = self.recognize(task, f"test_{test_set}", decoders, out_dir / test_set)
+            return {f"{name}_{key}": value for name, metrics in scores.items() for key, value in metrics.items()}
+
+        return self.evaluate(self.conf.evaluate, self.test_set_names(), evaluate_one)
+
+    @stage(4, "report best", "best checkpoint per test set by beam-search WER: results.json, README.md")
+    def report_stage(self) -> None:
+        from speechrecipe.engine.report import pick_best, write_results
+
+        best = pick_best(self.evaluated(), "beam_wer", higher_better=False)
+        columns = [("greedy_wer", "WER greedy (%)", "pct"), ("beam_wer", "WER beam (%)", "pct"),
+                   ("beam_cer", "CER beam (%)", "pct"), ("beam_wer_substitutions", "S", "int"),
+                   ("beam_wer_deletions", "D", "int"), ("beam_wer_insertions", "I", "int"),
+                   ("beam_words", "words", "int")]
+        if self.conf.evaluate.lm.path:
+            columns.insert(3, ("lm_wer", "WER beam+LM (%)", "pct"))
+        table = write_results(best, self.paths.results, columns, "Speech recognition results (CTC)")
+        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
+
+    # ----- builders --------------------------------------------------------------------
+    def build_tokenizer(self, conf: DictConfig, texts: list[str]):
+        from speechrecipe.data.tokenizer import build_tokenizer
+
+        return build_tokenizer(conf.kind, texts, conf.vocab_size, conf.subword_model)
+
+    def build_dataset(self, conf: DictConfig, split: str, tokenizer=None):
+        """Whole utterances; with a tokenizer (training) also their token ids."""
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.preprocessors import TranscribedUtterance
+
+        rows = read_jsonl(self.paths.manifest(split))
+        return ManifestDataset(rows, TranscribedUtterance(conf.sample_rate, tokenize=tokenizer.encode if tokenizer else None))
+
+    def build_batch_sampler(self, conf: DictConfig, dataset):
+        from speechrecipe.data.sampler import EpochBatchSampler
+
+        budget = int(conf.max_batch_secs * dataset.preprocessor.sample_rate)
+        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, max_batch_length=budget)
+
+    def build_downstream(self, conf: DictConfig, input_dim: int, vocab_size: int) -> "torch.nn.Module":
+        from speechrecipe.nn.heads import CTCHead
+
+        return CTCHead(input_dim, vocab_size, hidden_dim=conf.hidden_dim, num_layers=conf.num_layers,
+                       bidirectional=conf.bidirectional, dropout=conf.dropout, kind=conf.kind,
+                       subsample=conf.subsample, **conf.conformer)
+
+    def build_task(self, conf: DictConfig, vocab_size: int) -> "torch.nn.Module":
+        from speechrecipe.nn.specaugment import SpecAugment
+        from speechrecipe.tasks.asr import CTCTask
+
+        upstream = self.build_upstream(self.conf.build_upstream)
+        featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
+        downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, vocab_size)
+        masks = {k: v for k, v in conf.specaugment.items() if k != "apply"}
+        return CTCTask(upstream, featurizer, downstream, SpecAugment(**masks) if conf.specaugment.apply else None)
+
+    def build_decoders(self, conf: DictConfig, tokenizer, names=("greedy", "beam", "lm")) -> dict[str, Callable]:
+        """{name: log-probs [T, V] → text} among `names`: greedy, beam, and lm when evaluate.lm.path is set."""
+        from speechrecipe.decoding.ctc import beam_best, greedy
+
+        decoders = {"greedy": lambda lp: tokenizer.decode(greedy(lp)),
+                    "beam": lambda lp: tokenizer.decode(beam_best(lp, conf.beam_size))}
+        if conf.lm.path and "lm" in names:
+            from speechrecipe.decoding.lm import build_lm_decoder
+
+            lexicon = Path(conf.lm.lexicon).expanduser() if conf.lm.lexicon else self.paths.evaluation / LEXICON
+            decoders["lm"] = build_lm_decoder(tokenizer, Path(conf.lm.path).expanduser(), lexicon, conf.lm.weight,
+                                              conf.lm.word_score, conf.lm.beam_size)
+        return {name: decode for name, decode in decoders.items() if name in names}
+
+    # ----- helpers -----------------------------------------------------------------------
+    def load_tokenizer(self):
+        from speechrecipe.data.tokenizer import load_tokenizer
+
+        return load_tokenizer(self.paths.artifact(TOKENIZER))
+
+    def test_set_names(self) -> list[str]:
+        """The test sets stage 0 found (absent ones were skipped)."""
+        import json
+
+        summary = self.paths.cache / "summary.json"
+        if not summary.is_file():
+            raise ConfigError(f"no prepared data in {self.paths.cache}; run with --start 0")
+        return list(json.loads(summary.read_text())["test_sets"])
+
+    def recognize(self, task, split: str, decoders: dict[str, Callable], hyp_prefix: Path | None = None) -> dict[str, dict]:
+        """Decode a split with each decoder; {decoder: WER/CER with S/D/I}; `<prefix>.<decoder>.hyp` files."""
+        import torch
+
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.tokenizer import normalize
+        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.tasks.asr import decode_batch, score_hypotheses, write_hypotheses
+
+        device = torch.device(self.device)
+        task.to(device).eval()
+        loader = self.eval_loader(self.build_dataset(self.conf.build_dataset, split), self.conf.build_batch_sampler.eval_batch_secs)
+        outputs = collect(lambda batch: decode_batch(task.test_step(batch), decoders), loader, device, f"decode {split}")
+        refs = {r["id"]: normalize(r["transcript"]) for r in read_jsonl(self.paths.manifest(split))}
+        hyps = {name: {utt: text for out in outputs for utt, text in zip(out["ids"], out[name])} for name in decoders}
+        if hyp_prefix is not None:
+            write_hypotheses(hyp_prefix, refs, hyps)
+        return {name: score_hypotheses(refs, found) for name, found in hyps.items()}
+
+    def check_config(self) -> None:
+        super().check_config()
+        for key, allowed in CHOICES.items():
+            if OmegaConf.select(self.conf, key) not in allowed:
+                raise ConfigError(f"{key}: {OmegaConf.select(self.conf, key)!r} is not one of {', '.join(allowed)}")
+        if self.conf.build_tokenizer.kind == "subword":
+            from speechrecipe.data.tokenizer import require_sentencepiece
+
+            require_sentencepiece()  # a missing optional package is reported before stage 0
+        if self.conf.evaluate.beam_size < 1:
+            raise ConfigError(f"evaluate.beam_size: {self.conf.evaluate.beam_size}; use 1 or more")
+        lm = self.conf.evaluate.lm
+        for key in ("path", "lexicon"):
+            if lm[key] and not Path(lm[key]).expanduser().is_file():
+                raise ConfigError(f"evaluate.lm.{key}: {lm[key]} does not exist")
+        if lm.path and self.conf.build_tokenizer.kind != "char":
+            raise ConfigError("evaluate.lm.path: the LM decoder needs build_tokenizer.kind=char; set evaluate.lm.path=null")

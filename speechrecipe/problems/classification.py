@@ -1,0 +1,204 @@
+"""Utterance classification: the shared core of ks, sid and intent. Imports no torch at module level.
+
+A subclass declares stage 0 (its corpus → train/valid/<test set> manifests) and its test sets;
+stages 1-4 are shared. Which row fields are classified is config (build_encoder.fields): one
+encoder and one linear head per field over a shared pooled utterance vector, loss summed.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from omegaconf import DictConfig
+
+from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import torch
+
+    from speechrecipe.data.encoder import LabelEncoder
+
+log = logging.getLogger(__name__)
+
+MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream")
+TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
+                                   "build_optimizer", "build_scheduler", "train")
+CHOICES = (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.pooling", ("mean", "stats", "attentive")),
+           ("prepare_data.check_audio", ("full", "header")))
+
+
+class UtteranceClassification(Problem):
+    """Classify whole utterances: pooled upstream features, one linear head per label field."""
+
+    results_title: ClassVar[str] = "Utterance classification results"
+
+    def test_sets(self) -> list[str]:
+        """Names of the test manifests stage 0 writes (besides train and valid)."""
+        return ["test"]
+
+    @stage(1, "build encoder", "map each label field's values to class indices", uses=("build_encoder",))
+    def build_encoder_stage(self) -> list[Path]:
+        from speechrecipe.data.manifest import read_jsonl
+
+        rows = read_jsonl(self.paths.manifest("train"))
+        self.check_fields(rows, "build_encoder.fields", self.conf.build_encoder.fields)
+        encoders = self.build_encoder(self.conf.build_encoder, rows)
+        for split in ("valid", *self.test_sets()):
+            self.check_known(encoders, split)
+        for field, encoder in encoders.items():
+            encoder.save(self.paths.artifact(f"classes_{field}.json"))
+            log.info("%s: %d classes", field, len(encoder))
+        return [self.paths.artifact(f"classes_{field}.json") for field in encoders]
+
+    @stage(2, "train", "train the classifier; keep valid_best by validation accuracy",
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE)
+    def train_stage(self) -> None:
+        from speechrecipe.engine.trainer import seed_everything
+
+        seed_everything(self.conf.train.seed)
+        encoders = self.load_encoders()
+        task = self.build_task(encoders)
+        dataset = self.build_dataset(self.conf.build_dataset, "train", encoders)
+        sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
+        self.train(self.conf.train, task, dataset, sampler, lambda: self.classify(task, "valid", encoders))
+
+    @stage(3, "evaluate", "accuracy of each chosen checkpoint on each test set; predictions, confusion matrices",
+           uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
+    def evaluate_stage(self) -> list[Path]:
+        encoders = self.load_encoders()
+        task = self.build_task(encoders)
+
+        def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
+            task.load_state_dict(state["model"])
+            return self.classify(task, test_set, encoders, out_dir)
+
+        return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)
+
+    @stage(4, "report best", "best checkpoint per test set by accuracy: results.json, README.md, confusion matrices")
+    def report_stage(self) -> None:
+        from speechrecipe.engine.report import pick_best, write_results
+
+        best = pick_best(self.evaluated(), "accuracy", higher_better=True)
+        table = write_results(best, self.paths.results, self.result_columns(), self.results_title)
+        for test_set, record in best.items():  # the best checkpoint's confusion matrices sit beside the table
+            for path in sorted((self.paths.evaluation / record["checkpoint"]).glob(f"{test_set}.confusion_*")):
+                shutil.copyfile(path, self.paths.results / path.name)
+        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
+
+    # ----- builders --------------------------------------------------------------------
+    def build_encoder(self, conf: DictConfig, rows: list[dict]) -> dict[str, "LabelEncoder"]:
+        from speechrecipe.data.encoder import LabelEncoder
+
+        return {str(field): LabelEncoder.fit(row[field] for row in rows) for field in conf.fields}
+
+    def build_dataset(self, conf: DictConfig, split: str, encoders: dict[str, "LabelEncoder"]):
+        """Clips of `split` with their labels; training clips longer than max_secs are cropped at random."""
+        from speechrecipe.data.clips import Clip, FieldLabels
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.manifest import read_jsonl
+
+        labels = FieldLabels(tuple(encoders), tuple(e.index for e in encoders.values()))
+        max_secs = conf.max_secs if split == "train" else None
+        clip = Clip(conf.sample_rate, ("labels",), labels, max_secs)
+        return ManifestDataset(read_jsonl(self.paths.manifest(split)), clip)
+
+    def build_batch_sampler(self, conf: DictConfig, dataset):
+        """Shuffled batches; with balance_by, each epoch draws with replacement so every class is equally likely."""
+        from speechrecipe.data.sampler import EpochBatchSampler
+
+        weights = None
+        if conf.balance_by is not None:
+            self.check_fields(dataset.rows, "build_batch_sampler.balance_by", [conf.balance_by])
+            classes = [row[conf.balance_by] for row in dataset.rows]
+            counts = Counter(classes)
+            weights = [1.0 / counts[c] for c in classes]
+        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size,
+                                 drop_last=True, weights=weights)
+
+    def build_downstream(self, conf: DictConfig, input_dim: int, num_classes: list[int]) -> "torch.nn.Module":
+        from speechrecipe.nn.heads import UtteranceClassifier
+
+        return UtteranceClassifier(input_dim, num_classes, pooling=conf.pooling, hidden_dim=conf.hidden_dim)
+
+    def build_task(self, encoders: dict[str, "LabelEncoder"]) -> "torch.nn.Module":
+        from speechrecipe.tasks.classification import UtteranceClassificationTask
+
+        upstream = self.build_upstream(self.conf.build_upstream)
+        featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
+        sizes = [len(e) for e in encoders.values()]
+        downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, sizes)
+        return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoders))
+
+    # ----- helpers -----------------------------------------------------------------------
+    def load_encoders(self) -> dict[str, "LabelEncoder"]:
+        from speechrecipe.data.encoder import LabelEncoder
+
+        fields = [str(f) for f in self.conf.build_encoder.fields]
+        return {f: LabelEncoder.load(self.paths.artifact(f"classes_{f}.json")) for f in fields}
+
+    def check_fields(self, rows: list[dict], key: str, fields) -> None:
+        missing = [str(f) for f in fields if rows and f not in rows[0]]
+        if missing:
+            raise ConfigError(f"{key}: {', '.join(missing)} is not a field of the manifest "
+                              f"{self.paths.manifest('train')}; its fields are {', '.join(rows[0])}")
+
+    def check_known(self, encoders: dict[str, "LabelEncoder"], split: str) -> None:
+        """Every label of `split` must be a training class: the classifier cannot predict others."""
+        from speechrecipe.data.manifest import read_jsonl
+
+        manifest = self.paths.manifest(split)
+        rows = read_jsonl(manifest)
+        for field, encoder in encoders.items():
+            unseen = Counter(row[field] for row in rows if row[field] not in encoder.index)
+            if unseen:
+                shown = ", ".join(repr(v) for v, _ in unseen.most_common(3))
+                raise DataError(f"{manifest}: {sum(unseen.values())} utterances have a {field} that no training "
+                                f"utterance has ({shown}); every evaluated class needs training examples")
+
+    def classify(self, task, split: str, encoders: dict[str, "LabelEncoder"],
+                 out_dir: Path | None = None) -> dict[str, float]:
+        """Accuracy (and top-k) of `task` on a manifest; with out_dir, also predictions and confusion matrices."""
+        import torch
+
+        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.tasks.classification import classification_metrics, gather, write_predictions
+
+        device = torch.device(self.device)
+        task.to(device).eval()
+        dataset = self.build_dataset(self.conf.build_dataset, split, encoders)
+        if not dataset.rows:
+            raise DataError(f"{self.paths.manifest(split)} holds no utterances; "
+                            f"see the counts in {self.paths.cache / 'summary.json'}")
+        outputs = collect(task.test_step, self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs),
+                          device, f"classify {split}")
+        ids, logits, labels = gather(outputs)
+        if out_dir is not None:
+            write_predictions(out_dir / split, ids, logits, labels, encoders, self.conf.evaluate.confusion_matrix)
+        return classification_metrics(logits, labels, list(encoders), [int(k) for k in self.conf.evaluate.top_k])
+
+    def result_columns(self) -> list[tuple[str, str, str]]:
+        fields = [str(f) for f in self.conf.build_encoder.fields]
+        columns = [("accuracy", "accuracy (%)" if len(fields) == 1 else "all fields right (%)", "pct")]
+        columns += [(f"accuracy_{f}", f"{f} (%)", "pct") for f in fields] if len(fields) > 1 else []
+        suffixes = [f"_{f}" for f in fields] if len(fields) > 1 else [""]
+        columns += [(f"top{k}_accuracy{s}", f"top-{k}{s.replace('_', ' ')} (%)", "pct")
+                    for k in self.conf.evaluate.top_k for s in suffixes]
+        return columns
+
+    def check_config(self) -> None:
+        super().check_config()
+        fields = list(self.conf.build_encoder.fields)
+        if not fields or len(set(fields)) != len(fields):
+            raise ConfigError(f"build_encoder.fields: {fields} must name one or more distinct manifest fields")
+        for key, allowed in CHOICES:
+            value = self.conf
+            for part in key.split("."):
+                value = value[part]
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        if any(not isinstance(k, int) or k < 1 for k in self.conf.evaluate.top_k):
+            raise ConfigError(f"evaluate.top_k: {list(self.conf.evaluate.top_k)} must be whole numbers >= 1")

@@ -1,0 +1,141 @@
+"""Kill training at any instant, resume, and end bit-identical to an uninterrupted run."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
+
+
+def command(target: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "speechrecipe", "run", "asv", "--stop", "2", "--target-dir", str(target),
+            "-c", str(TINY), *extra]
+
+
+def run(target: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command(target, *extra), capture_output=True, text=True, timeout=600)
+
+
+def start(target: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(command(target, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path_test, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not path_test():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "timed out waiting for training progress"
+        time.sleep(0.001)
+
+
+def final_state(target: Path, step: int = 24) -> dict:
+    return torch.load(target / "checkpoints" / f"step-{step}.ckpt", weights_only=True)
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert a["counters"] == b["counters"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), f"model tensor {name} differs"
+    state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        for name, value in state_a[key].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(state_b[key][name])), f"optimizer {key}.{name}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, dict]:
+    """Uninterrupted runs: plain, with 2 DataLoader workers, with gradient accumulation."""
+    out = {}
+    for name, extra in {"plain": (), "workers": ("--num-workers", "2"), "accumulate": ("train.gradient_accumulate=3",)}.items():
+        target = tmp_path_factory.mktemp(f"reference-{name}")
+        result = run(target, *extra)
+        assert result.returncode == 0, result.stderr
+        out[name] = final_state(target)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["plain", "workers", "accumulate"])
+def test_resume_after_sigkill_is_bit_identical(tmp_path, reference, variant):
+    extra = {"plain": (), "workers": ("--num-workers", "2"), "accumulate": ("train.gradient_accumulate=3",)}[variant]
+    rng = random.Random(variant)
+    kills = 0
+    for step in sorted(rng.sample([4, 8, 12, 16, 20], 2)):
+        process = start(tmp_path, *extra)
+        wait_for(lambda: (tmp_path / "checkpoints" / f"step-{step}.ckpt").is_file() or process.poll() is not None, process)
+        time.sleep(rng.uniform(0.0, 0.4))  # somewhere between checkpoints
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.communicate()
+    result = run(tmp_path, *extra)
+    assert result.returncode == 0, result.stderr
+    assert kills >= 1
+    assert "resuming from" in (tmp_path / "log.txt").read_text()
+    assert_identical(final_state(tmp_path), reference[variant])
+
+
+def test_kill_during_checkpoint_write_leaves_no_complete_looking_file(tmp_path, reference):
+    for attempt in range(5):
+        process = start(tmp_path)
+        checkpoints = tmp_path / "checkpoints"
+        wait_for(lambda: process.poll() is not None or (checkpoints.is_dir() and any(p.suffix == ".tmp" for p in checkpoints.iterdir())), process)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            break
+        process.communicate()
+    for path in (tmp_path / "checkpoints").glob("step-*.ckpt"):
+        torch.load(path, weights_only=True)  # every complete-looking checkpoint loads
+    result = run(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_identical(final_state(tmp_path), reference["plain"])
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous(tmp_path, reference):
+    process = start(tmp_path)
+    wait_for(lambda: (tmp_path / "checkpoints" / "step-12.ckpt").is_file(), process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    latest = max((tmp_path / "checkpoints").glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    result = run(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint {latest} is unreadable" in result.stderr
+    assert_identical(final_state(tmp_path), reference["plain"])
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_a_checkpoint_and_exits_with_resume_hint(tmp_path, reference, signum, code):
+    process = start(tmp_path)
+    wait_for(lambda: (tmp_path / "checkpoints" / "step-8.ckpt").is_file(), process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert f"stopped by {signal.Signals(signum).name} at step" in stderr
+    assert "run the same command again to resume" in stderr
+    stopped_at = int(stderr.split(" at step ")[1].split(";")[0])
+    assert (tmp_path / "checkpoints" / f"step-{stopped_at}.ckpt").is_file()
+    result = run(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_identical(final_state(tmp_path), reference["plain"])
+
+
+def test_resume_from_another_run_with_resume_ckpt_dir(tmp_path, reference):
+    first = tmp_path / "first"
+    process = start(first)
+    wait_for(lambda: (first / "checkpoints" / "step-12.ckpt").is_file(), process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    second = tmp_path / "second"
+    result = run(second, f"train.resume_ckpt_dir={first / 'checkpoints'}")
+    assert result.returncode == 0, result.stderr
+    assert_identical(final_state(second), reference["plain"])
