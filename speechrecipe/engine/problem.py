@@ -179,9 +179,11 @@ class Problem:
 
     def train(self, conf: DictConfig, task, dataset, sampler, validate) -> Any:
         """The engine's training loop over this problem's task and data."""
+        from speechrecipe.engine.allocator import keep_freed_memory
         from speechrecipe.engine.plots import plot_training
         from speechrecipe.engine.trainer import Trainer
 
+        keep_freed_memory()
         params = [p for p in task.parameters() if p.requires_grad]
         optimizer = self.build_optimizer(self.conf.build_optimizer, params)
         scheduler = self.build_scheduler(self.conf.build_scheduler, optimizer) if conf.use_scheduler else None
@@ -202,8 +204,10 @@ class Problem:
 
     def evaluate(self, conf: DictConfig, test_sets: list[str], evaluate_one) -> list[Path]:
         """Every chosen checkpoint × test set; finished pairs are kept across interruptions."""
+        from speechrecipe.engine.allocator import keep_freed_memory
         from speechrecipe.engine.evaluate import choose_checkpoints, evaluate_all
 
+        keep_freed_memory()
         directory = Path(conf.test_ckpt_dir) if conf.test_ckpt_dir else self.paths.checkpoints
         checkpoints = choose_checkpoints(directory, list(conf.test_ckpt_steps))
         key = {"evaluate": digest(select(self.conf, ["evaluate"], exclude=("evaluate.test_ckpt_steps",)))}
