@@ -24,9 +24,15 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# Benchmarks behind bench/RESULTS.md (about 20 minutes on 2 cores; run on a quiet machine).
 bench: install
 	$(BIN)/python bench/bench_cli.py
+	$(BIN)/python bench/bench_asv.py
 	$(BIN)/python bench/bench_scoring.py
+	$(BIN)/python bench/bench_resume.py
+	$(BIN)/python bench/bench_prepare.py
+	$(BIN)/python bench/bench_asr.py
+	$(BIN)/python bench/bench_ks.py
 
 clean:
 	rm -rf exp build *.egg-info
