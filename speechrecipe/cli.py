@@ -1,8 +1,6 @@
 """The command line: parses, loads config, dispatches. No torch import at module level."""
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -10,10 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from speechrecipe.errors import SpeechRecipeError
+from speechrecipe.errors import ConfigError, SpeechRecipeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Staged speech-experiment recipes.")
-log = logging.getLogger("speechrecipe.cli")
 
 ConfigFiles = typer.Option(None, "--config", "-c", help="Config overlay(s), applied in order.")
 Overrides = typer.Argument(None, help="key=value overrides, e.g. train.total_steps=2000")
@@ -23,12 +20,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SPEECHRECIPE_CACHE_DIR", Path.home() / ".cache" / "speechrecipe"))
 
 
-def _fail(err: Exception, verbose: bool) -> None:
+def _fail(err: Exception, verbose: bool, log_file: Optional[Path] = None) -> None:
+    """One line on stderr and the error's exit code; the runner has put the traceback in log_file."""
     if isinstance(err, SpeechRecipeError):
         message, code = str(err), err.exit_code
     else:
-        message, code = f"{type(err).__name__}: {err} (full traceback in the target dir's log.txt)", 1
-    log.debug("failed", exc_info=err)
+        where = f"full traceback in {log_file}" if log_file and log_file.is_file() else "rerun with --verbose for the traceback"
+        message, code = f"{type(err).__name__}: {err} ({where})", 1
     if verbose:
         import traceback
 
@@ -57,8 +55,8 @@ def list_problems() -> None:
 @app.command()
 def stages(
     problem: str,
-    target_dir: Optional[Path] = typer.Option(None, help="Show each stage's state in this experiment."),
-    cache_dir: Path = typer.Option(None, help="Prepared-data cache (default $SPEECHRECIPE_CACHE_DIR or ~/.cache/speechrecipe)."),
+    target_dir: Optional[Path] = typer.Option(None, help="Show each stage's state in this experiment, for the config given here (as `run` would see it)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Prepared-data cache (default $SPEECHRECIPE_CACHE_DIR or ~/.cache/speechrecipe)."),
     config: Optional[List[Path]] = ConfigFiles,
     overrides: Optional[List[str]] = Overrides,
 ) -> None:
@@ -73,8 +71,9 @@ def stages(
 
         paths = experiment_paths(klass, conf, target_dir, cache_dir or default_cache_dir())
         runner = Runner(klass(conf, paths))
-        for s in runner.stages:
-            typer.echo(f"{s.number}  {s.name:16s} {runner.state(s).describe()}")
+        # the plan, not each record alone: a stage after a stale one is stale too
+        for item in runner.plan(runner.stages[0].number, runner.stages[-1].number):
+            typer.echo(f"{item.stage.number}  {item.stage.name:16s} {item.state.describe()}")
     except SpeechRecipeError as err:
         _fail(err, False)
 
@@ -112,6 +111,7 @@ def run(
     from speechrecipe.engine.logs import setup_console
 
     setup_console(verbose)
+    log_file = None
     try:
         overrides = list(overrides or []) + (["prepare_data.strict=true"] if strict else [])
         klass, conf = _load(problem, config, overrides)
@@ -119,25 +119,22 @@ def run(
         from speechrecipe.engine.runner import Runner, describe_plan, experiment_paths
 
         if device not in ("auto", "cpu", "cuda"):
-            raise SpeechRecipeError(f"--device {device}: choose auto, cpu or cuda")
+            raise ConfigError(f"--device {device}: choose auto, cpu or cuda")
         target = target_dir or Path("exp") / klass.conf_name
         paths = experiment_paths(klass, conf, target, cache_dir or default_cache_dir())
+        log_file = paths.log
         context = RunContext(device=device, num_workers=num_workers, force=force)
         runner = Runner(klass(conf, paths, context))
         last = runner.stages[-1].number if stop is None else stop
         runner.check_range(start, last)
         if dry_run:
             plan = runner.plan(start, last)
-            typer.echo("\n".join(describe_plan(plan)))
+            typer.echo("\n".join(describe_plan(runner, plan)))
             runner.check_earlier_done(plan)
             return
-        if clear_cache:
-            import shutil
-
-            shutil.rmtree(paths.cache_root, ignore_errors=True)
-        runner.run(start, last)
-    except (SpeechRecipeError, Exception) as err:  # noqa: BLE001 - one line, traceback to log.txt
-        _fail(err, verbose)
+        runner.run(start, last, clear_cache=clear_cache)
+    except Exception as err:  # noqa: BLE001 - one line here; the runner put the traceback in log.txt
+        _fail(err, verbose, log_file)
 
 
 @app.command()

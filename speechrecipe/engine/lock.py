@@ -36,15 +36,19 @@ class TargetLock:
             return None
 
     def __enter__(self) -> "TargetLock":
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._check_stale()
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.owner)
-            return self
+        # the lock appears with its owner already written (link of a finished file), so a second
+        # run never reads an empty lock and mistakes a starting run for a dead one
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.owner)
+        try:
+            while True:
+                try:
+                    os.link(tmp, self.path)
+                    return self
+                except FileExistsError:
+                    self._check_stale()
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _check_stale(self) -> None:
         holder = self._holder()

@@ -34,14 +34,20 @@ def setup_console(verbose: bool = False) -> None:
 
 
 def attach_file_log(path: Path) -> None:
-    """Append everything, tracebacks included, to target_dir/log.txt."""
+    """Append everything, tracebacks included, to target_dir/log.txt (one file at a time)."""
+    detach_file_log()
     root = logging.getLogger(ROOT)
     root.setLevel(logging.DEBUG)
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.FileHandler):
-            root.removeHandler(handler)
-            handler.close()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter(FILE_FORMAT))
     root.addHandler(handler)
+
+
+def detach_file_log() -> None:
+    """Stop writing to the target_dir log (a run has ended; the process may start another)."""
+    root = logging.getLogger(ROOT)
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()

@@ -58,7 +58,8 @@ class StageState:
         if self.status == "done" and self.record:
             return f"done {self.record.when} (config {self.record.config_digest})"
         if self.status == "stale":
-            return "stale: " + "; ".join(self.reasons)
+            resume = " (training continues from the latest checkpoint)" if self.resumable else ""
+            return "stale: " + "; ".join(self.reasons) + resume
         return "pending"
 
 

@@ -15,10 +15,11 @@ from omegaconf import DictConfig
 
 from speechrecipe import config as cfglib
 from speechrecipe.data.manifest import file_digest
+from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.lock import TargetLock
-from speechrecipe.engine.logs import attach_file_log
+from speechrecipe.engine.logs import attach_file_log, detach_file_log
 from speechrecipe.engine.paths import ExperimentPaths
-from speechrecipe.engine.problem import Problem, RunContext, Stage
+from speechrecipe.engine.problem import Problem, Stage
 from speechrecipe.engine.records import StageRecord, StageState, compare
 from speechrecipe.errors import ConfigError
 
@@ -71,7 +72,7 @@ class Runner:
         for stage in self.stages:
             state = self.state(stage)
             if rerun and state.status == "done":
-                state = StageState("stale", [f"stage {rerun[0]} runs first"], record=state.record)
+                state = StageState("stale", [f"stage {rerun[0]} runs again before it"], record=state.record)
             if stage.number < start:
                 action = "before start"
             elif stage.number > stop:
@@ -102,58 +103,86 @@ class Runner:
                 )
 
     def train_deps(self) -> dict:
-        (stage,) = [s for s in self.stages if s.number == self.problem.training_stage]
+        stage = self.problem.stage_entry(self.problem.training_stage)
         return {"deps": self.deps(stage), "upstream": self.upstream(stage), "resume_safe": list(stage.resume_safe)}
 
-    def guard_checkpoints(self, plan: list[PlannedStage]) -> None:
-        """Refuse to throw away checkpoints trained with another config, unless --force."""
+    def training_conflicts(self) -> list[str]:
+        """How the config (or data) of the checkpoints in checkpoints/ differs from now; [] if it does not."""
         run_file = self.paths.checkpoints / TRAIN_RUN_FILE
-        runs_train = any(p.action == "run" and p.stage.number == self.problem.training_stage for p in plan)
-        if not runs_train or not run_file.is_file():
-            return
+        if not run_file.is_file() or not list_checkpoints(self.paths.checkpoints):
+            return []
         old, now = json.loads(run_file.read_text()), self.train_deps()
         safe = set(now["resume_safe"])
         changed = [k for k in set(old["deps"]) | set(now["deps"]) if k not in safe and old["deps"].get(k) != now["deps"].get(k)]
         reasons = [f"{k} {old['deps'].get(k)!r} → {now['deps'].get(k)!r}" for k in sorted(changed)]
         if old["upstream"] != now["upstream"]:
             reasons.append("the prepared data or encoder changed")
+        return reasons
+
+    def guard_checkpoints(self) -> None:
+        """Refuse to resume checkpoints trained with another config or data; --force moves them aside.
+
+        Checked before any stage runs (config changes) and again just before training (an earlier
+        stage that re-ran may have changed the data the checkpoints were trained on).
+        """
+        reasons = self.training_conflicts()
         if not reasons:
             return
         if not self.problem.context.force:
             raise ConfigError(
-                f"{self.paths.checkpoints} holds training made with another config ({'; '.join(reasons)}); "
+                f"{self.paths.checkpoints} holds training from another config or data ({'; '.join(reasons)}); "
                 "rerun with --force to train again from scratch (old checkpoints are kept aside), "
                 "or use another --target-dir"
             )
         aside = self.paths.target_dir / f"checkpoints.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        while aside.exists():  # forced twice within a second
+            aside = aside.with_name(aside.name + "+")
         shutil.move(str(self.paths.checkpoints), aside)
+        if self.paths.train_log.is_file():  # its validations belong to the old training
+            shutil.move(str(self.paths.train_log), aside / self.paths.train_log.name)
         log.warning("--force: config changed (%s); old checkpoints moved to %s", "; ".join(reasons), aside)
 
-    def log_config_diff(self) -> None:
+    def config_diff(self) -> list[str]:
+        """Lines naming each key that differs from the config saved by the last run."""
         saved = cfglib.load_saved_config(self.paths.config)
         if saved is None:
-            return
-        for key, old, new in cfglib.diff(saved, self.conf):
-            log.info("config differs from saved %s: %s %r → %r", self.paths.config.name, key, old, new)
+            return []
+        return [f"config differs from saved {self.paths.config.name}: {key} {old!r} → {new!r}"
+                for key, old, new in cfglib.diff(saved, self.conf)]
 
     # ----- running -------------------------------------------------------------------
-    def run(self, start: int, stop: int) -> None:
+    def run(self, start: int, stop: int, clear_cache: bool = False) -> None:
         self.check_range(start, stop)
         self.paths.target_dir.mkdir(parents=True, exist_ok=True)
         with TargetLock(self.paths.lock):
             attach_file_log(self.paths.log)
-            log.info("speechrecipe run %s in %s (stages %d..%d)", self.problem.conf_name, self.paths.target_dir, start, stop)
-            plan = self.plan(start, stop)
-            self.check_earlier_done(plan)
-            self.problem.check_config()
-            self.guard_checkpoints(plan)
-            self.log_config_diff()
-            cfglib.save_config(self.conf, self.paths.config)
-            for item in plan:
-                if item.action == "skip":
-                    log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
-                elif item.action == "run":
-                    self.run_one(item.stage)
+            try:
+                self._run_locked(start, stop, clear_cache)
+            except Exception:
+                log.debug("run failed", exc_info=True)  # the traceback goes to log.txt only
+                raise
+            finally:
+                detach_file_log()
+
+    def _run_locked(self, start: int, stop: int, clear_cache: bool) -> None:
+        log.info("speechrecipe run %s in %s (stages %d..%d)", self.problem.conf_name, self.paths.target_dir, start, stop)
+        if clear_cache:
+            # under the lock: a live run in this target_dir may be reading the cache
+            shutil.rmtree(self.paths.cache_root, ignore_errors=True)
+            log.info("--clear-cache: emptied %s", self.paths.cache_root)
+        plan = self.plan(start, stop)
+        self.check_earlier_done(plan)
+        self.problem.check_config()
+        if any(p.action == "run" and p.stage.number == self.problem.training_stage for p in plan):
+            self.guard_checkpoints()
+        for line in self.config_diff():
+            log.info("%s", line)
+        cfglib.save_config(self.conf, self.paths.config)
+        for item in plan:
+            if item.action == "skip":
+                log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
+            elif item.action == "run":
+                self.run_one(item.stage)
 
     def run_one(self, stage: Stage) -> None:
         state = self.state(stage)
@@ -162,6 +191,7 @@ class Runner:
         log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
         began = time.time()
         if stage.number == self.problem.training_stage:
+            self.guard_checkpoints()
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             (self.paths.checkpoints / TRAIN_RUN_FILE).write_text(json.dumps(self.train_deps(), indent=1, default=str))
         files = self.problem.run_stage(stage.number) or []
@@ -179,22 +209,22 @@ class Runner:
         log.info("stage %d (%s) done in %.1f s", stage.number, stage.name, time.time() - began)
 
 
-def describe_plan(plan: list[PlannedStage]) -> list[str]:
-    """Lines for --dry-run: what each stage would do and why."""
-    lines = []
+def describe_plan(runner: Runner, plan: list[PlannedStage]) -> list[str]:
+    """Lines for --dry-run: what each stage would do and why, and what a run would refuse."""
+    lines = runner.config_diff()
     for item in plan:
         head = f"stage {item.stage.number} ({item.stage.name}):"
-        if item.action == "run":
-            why = item.state.describe()
-            if item.state.resumable:
-                why += " — continues from the latest checkpoint"
-            lines.append(f"{head} run [{why}]")
-        elif item.action == "skip":
-            lines.append(f"{head} skip [{item.state.describe()}]")
-        else:
-            lines.append(f"{head} not in range [{item.state.describe()}]")
+        action = {"run": "run", "skip": "skip"}.get(item.action, "not in range")
+        lines.append(f"{head} {action} [{item.state.describe()}]")
+    training = runner.problem.training_stage
+    runs_train = any(p.action == "run" and p.stage.number == training for p in plan)
+    if not runs_train or not list_checkpoints(runner.paths.checkpoints):
+        return lines
+    force = runner.problem.context.force
+    outcome = "--force moves them aside and trains again" if force else "a run refuses without --force"
+    conflicts = runner.training_conflicts()
+    if conflicts:
+        lines.append(f"{runner.paths.checkpoints} was trained with another config ({'; '.join(conflicts)}): {outcome}")
+    elif any(p.action == "run" and p.stage.number < training for p in plan):
+        lines.append(f"{runner.paths.checkpoints} holds training: if the stages before {training} change its data, {outcome}")
     return lines
-
-
-def make_context(device: str, num_workers: int, force: bool) -> RunContext:
-    return RunContext(device=device, num_workers=num_workers, force=force)

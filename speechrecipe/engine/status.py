@@ -14,11 +14,14 @@ def describe_status(target_dir: Path) -> str:
     if not (target_dir / "config.yaml").is_file():
         raise ConfigError(f"{target_dir} is not an experiment folder (no config.yaml); give the --target-dir of a run")
     lines = [f"experiment {target_dir}"]
-    records = sorted((target_dir / "records").glob("stage-*.json"), key=lambda p: int(p.stem.split("-")[1]))
-    for path in records:
-        record = StageRecord.load(path)
-        if record:
-            lines.append(f"  stage {record.stage} ({record.name}): done {record.when}")
+    records = [StageRecord.load(p) for p in (target_dir / "records").glob("stage-*.json")]
+    records = sorted((r for r in records if r), key=lambda r: r.stage)
+    ids = {str(r.stage): r.id for r in records}
+    for record in records:
+        # without the problem's config only the records can be compared: did an earlier stage re-run since?
+        rerun = [s for s, old in sorted(record.upstream.items()) if ids.get(s, "none") != old]
+        stale = f" (stale: stage{'s' if len(rerun) > 1 else ''} {', '.join(rerun)} re-ran since)" if rerun else ""
+        lines.append(f"  stage {record.stage} ({record.name}): done {record.when}{stale}")
     if not records:
         lines.append("  no stage has finished yet")
     checkpoints = list_checkpoints(target_dir / "checkpoints")
