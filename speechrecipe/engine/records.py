@@ -22,10 +22,22 @@ class StageRecord:
     files: dict[str, str] = field(default_factory=dict)
     finished_at: float = 0.0
     config_digest: str = ""
+    # where target_dir and the cache were ({"target": ..., "cache": ...}), so a copied target_dir
+    # or another --cache-dir finds the recorded files where they are now
+    roots: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
-        return digest([self.deps, self.upstream, self.files])
+        """Identifies what the stage produced; the same wherever target_dir and the cache lie."""
+        files = {_portable(path, self.roots): sha for path, sha in self.files.items()}
+        return digest([self.deps, self.upstream, files])
+
+    def where_now(self, path: str, roots: dict[str, str]) -> Path:
+        """A recorded file's path under today's roots (target_dir or cache may have moved)."""
+        found = _split(path, self.roots)
+        if found and found[0] in roots:
+            return Path(roots[found[0]]) / found[1]
+        return Path(path)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +55,19 @@ class StageRecord:
     @property
     def when(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.finished_at))
+
+
+def _split(path: str, roots: dict[str, str]) -> tuple[str, str] | None:
+    """(root name, path relative to it) for the innermost root holding `path`, or None."""
+    for name, root in sorted(roots.items(), key=lambda item: -len(item[1])):
+        if Path(path).is_relative_to(root):
+            return name, Path(path).relative_to(root).as_posix()
+    return None
+
+
+def _portable(path: str, roots: dict[str, str]) -> str:
+    found = _split(path, roots)
+    return f"${found[0]}/{found[1]}" if found else path
 
 
 @dataclass
@@ -69,17 +94,25 @@ def compare(
     upstream: dict[str, str],
     resume_safe: tuple[str, ...],
     file_digest,
+    roots: dict[str, str] | None = None,
 ) -> StageState:
-    """The state of a stage given its record and what it would depend on now."""
+    """The state of a stage given its record and what it would depend on now (files under `roots`)."""
     if record is None:
         return StageState("pending")
     changed = sorted(k for k in set(deps) | set(record.deps) if deps.get(k) != record.deps.get(k))
     reasons = [f"{k} {record.deps.get(k)!r} → {deps.get(k)!r}" for k in changed]
     reasons += [f"stage {s} re-ran since" for s in sorted(upstream) if record.upstream.get(s) != upstream[s]]
-    for path, old in record.files.items():
-        now = file_digest(Path(path)) if Path(path).is_file() else None
+    differ: dict[str, list[Path]] = {"changed": [], "missing": []}
+    for recorded, old in record.files.items():
+        path = record.where_now(recorded, roots or {})
+        now = file_digest(path) if path.is_file() else None
         if now != old:
-            reasons.append(f"{path} {'changed' if now else 'is missing'}")
+            differ["changed" if now else "missing"].append(path)
+    for how, paths in differ.items():
+        if len(paths) == 1:
+            reasons.append(f"{paths[0]} {'changed' if how == 'changed' else 'is missing'}")
+        elif paths:
+            reasons.append(f"{len(paths)} files it wrote are {how} (first: {paths[0]})")
     if not reasons:
         return StageState("done", record=record)
     only_safe = bool(changed) and all(k in resume_safe for k in changed) and len(reasons) == len(changed)

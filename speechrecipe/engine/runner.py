@@ -62,9 +62,14 @@ class Runner:
                 ids[str(earlier.number)] = record.id if record else "none"
         return ids
 
+    @property
+    def roots(self) -> dict[str, str]:
+        """Where recorded files may lie: target_dir and this problem's cache."""
+        return {"target": str(self.paths.target_dir.resolve()), "cache": str(self.paths.cache_root.resolve())}
+
     def state(self, stage: Stage) -> StageState:
         record = StageRecord.load(self.paths.record(stage.number))
-        return compare(record, self.deps(stage), self.upstream(stage), stage.resume_safe, file_digest)
+        return compare(record, self.deps(stage), self.upstream(stage), stage.resume_safe, file_digest, self.roots)
 
     def plan(self, start: int, stop: int) -> list[PlannedStage]:
         """What a run start..stop would do; later stages go stale when an earlier one re-runs."""
@@ -181,6 +186,10 @@ class Runner:
         for item in plan:
             if item.action == "skip":
                 log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
+            elif item.action == "run" and item.state.status == "stale" and self.state(item.stage).status == "done":
+                # planned only because an earlier stage ran again, and that one produced the same output
+                log.info("stage %d (%s) is up to date (earlier stages re-ran with the same output); skipping",
+                         item.stage.number, item.stage.name)
             elif item.action == "run":
                 self.run_one(item.stage)
 
@@ -201,9 +210,10 @@ class Runner:
             name=stage.name,
             deps=deps,
             upstream=self.upstream(stage),
-            files={str(Path(f)): file_digest(Path(f)) for f in files},
+            files={str(Path(f).resolve()): file_digest(Path(f)) for f in files},
             finished_at=time.time(),
             config_digest=cfglib.digest(deps),
+            roots=self.roots,
         )
         record.save(self.paths.record(stage.number))
         log.info("stage %d (%s) done in %.1f s", stage.number, stage.name, time.time() - began)
