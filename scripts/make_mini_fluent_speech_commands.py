@@ -148,10 +148,6 @@ From the repository root (needs `espeak-ng` and `sox`; deterministic):
 """
 
 
-def folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def main() -> None:
     parser = build_parser()
     args, defaults = parser.parse_args(), parser.parse_args([])
@@ -170,7 +166,7 @@ def main() -> None:
         "utterances (train / valid / test)": f"{len(jobs)} ({len(plan['train'])} / {len(plan['valid'])} / {len(plan['test'])})",
         "intents; values per field": f"{len(INTENTS)}; " + ", ".join(f"{k} {len(v)}" for k, v in fields.items()),
         "duration": f"{sum(durations):.0f} s, {min(durations):.1f}-{max(durations):.1f} s per utterance",
-        "size": f"{folder_bytes(args.out) / 1e6:.1f} MB",
+        "size": f"{ec.folder_bytes(args.out) / 1e6:.1f} MB",
     }
     command = " ".join([".venv/bin/python scripts/make_mini_fluent_speech_commands.py", *changed])
     (args.out / "README.md").write_text(README.format(
