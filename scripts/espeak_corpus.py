@@ -313,3 +313,8 @@ def random_sentence(rng: np.random.Generator, min_words: int = 5, max_words: int
             words += [str(rng.choice(CONJUNCTIONS)), *clause(rng)]
         if len(words) <= max_words:
             return " ".join(words)
+
+
+def folder_bytes(path: Path) -> int:
+    """Total size of the files below `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

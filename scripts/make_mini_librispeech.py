@@ -103,11 +103,6 @@ def speakers_txt(speaker_splits: dict[str, tuple], jobs: list[ec.Job], durations
     return ";ID  |SEX| SUBSET          |MINUTES| NAME\n" + "\n".join(lines) + "\n"
 
 
-def folder_bytes(path: Path) -> int:
-    """Total size of the files under `path`."""
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def collect_stats(jobs: list[ec.Job], durations: list[float], root: Path) -> dict[str, str]:
     """Per split: speakers, utterances, duration; and the size on disk."""
     stats = {}
@@ -118,7 +113,7 @@ def collect_stats(jobs: list[ec.Job], durations: list[float], root: Path) -> dic
         secs = [d for _, d in picked]
         stats[split] = (f"{len(speakers)} speakers, {len(picked)} utterances, {words} words, "
                         f"{sum(secs):.0f} s ({min(secs):.1f}-{max(secs):.1f} s each)")
-    stats["size (audio and transcripts)"] = f"{folder_bytes(root) / 1e6:.1f} MB"
+    stats["size (audio and transcripts)"] = f"{ec.folder_bytes(root) / 1e6:.1f} MB"
     return stats
 
 

@@ -190,10 +190,6 @@ From the repository root (needs `espeak-ng` and `sox`; deterministic):
 """
 
 
-def folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def main() -> None:
     parser = build_parser()
     args, defaults = parser.parse_args(), parser.parse_args([])
@@ -213,7 +209,7 @@ def main() -> None:
         "command / auxiliary word clips": f"{words[True]} / {words[False]}",
         "duration": f"{sum(durations):.0f} s, {min(durations):.2f}-{max(durations):.2f} s per clip",
         "background noise": f"{len(NOISES)} files x {args.noise_seconds:.0f} s",
-        "size": f"{folder_bytes(args.out) / 1e6:.1f} MB",
+        "size": f"{ec.folder_bytes(args.out) / 1e6:.1f} MB",
     }
     command = " ".join([".venv/bin/python scripts/make_mini_speech_commands.py", *changed])
     (args.out / "README.md").write_text(README.format(

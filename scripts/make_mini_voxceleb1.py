@@ -140,11 +140,6 @@ def identification_split(utts: list[Utterance], seed: int) -> list[tuple[int, st
     return [(marks.get((u.speaker_id, u.video_id), IDEN_TRAIN), u.rel_path) for u in utts]
 
 
-def folder_bytes(path: Path) -> int:
-    """Total size of the files under `path`."""
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def readme(stats: dict[str, str], command: str) -> str:
     """The corpus README, with the statistics filled in."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in stats.items())
@@ -207,7 +202,7 @@ def collect_stats(args: argparse.Namespace, utts: list[Utterance], test_ids: lis
         "verification trials (target / non-target)": f"{len(trials)} ({labels[1]} / {labels[0]})",
         "identification split (train / dev / test)":
             f"{splits[IDEN_TRAIN]} / {splits[IDEN_DEV]} / {splits[IDEN_TEST]}",
-        "size (audio and lists)": f"{folder_bytes(args.out) / 1e6:.1f} MB",
+        "size (audio and lists)": f"{ec.folder_bytes(args.out) / 1e6:.1f} MB",
     }
 
 
@@ -234,7 +229,7 @@ def main() -> None:
     (args.out / "README.md").write_text(readme(stats, command_line(args, defaults)))
     for key, value in stats.items():
         print(f"{key}: {value}")
-    print(f"written to {args.out} ({folder_bytes(args.out) / 1e6:.1f} MB)")
+    print(f"written to {args.out} ({ec.folder_bytes(args.out) / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
