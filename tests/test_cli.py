@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from typer.testing import CliRunner
 
+from speechrecipe.cli import app
 from speechrecipe.problems.asv import ASV
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
@@ -59,10 +61,6 @@ def events(target: Path, kind: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """Stages 0-4 of asv on the mini corpus, run once through the real CLI."""
-    from typer.testing import CliRunner
-
-    from speechrecipe.cli import app
-
     target = tmp_path_factory.mktemp("cli") / "exp"
     result = CliRunner().invoke(app, ["run", "asv", "--target-dir", str(target), *FAST], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
