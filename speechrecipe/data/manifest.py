@@ -21,20 +21,34 @@ _encode_row = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @contextmanager
-def atomic_open(path: str | Path) -> Iterator[IO[str]]:
-    """Write text to `path.tmp`, flush, fsync, then rename it over `path`: nobody sees half a file."""
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write to `path.tmp`, flush, fsync, then rename it over `path`: nobody sees half a file.
+
+    `mode` is "w" (UTF-8 text) or "wb". Whatever the writer raises (a full disk included), the
+    .tmp is removed and an earlier `path` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():  # the writer raised: leave no .tmp behind
+        # lexists: a leftover .tmp may be a dangling link; unlink removes the link, not its target
+        if os.path.lexists(tmp):
             tmp.unlink()
+    _fsync_dir(path.parent)  # the rename itself survives a power cut
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

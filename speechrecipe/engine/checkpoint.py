@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from speechrecipe.data.manifest import atomic_open
 from speechrecipe.errors import RunFailure
 
 log = logging.getLogger(__name__)
@@ -28,45 +29,29 @@ def named_path(directory: Path, name: str) -> Path:
     return directory / f"{name}.ckpt"
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """torch.save to path.tmp, fsync, rename; a failure leaves earlier files intact."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as handle:
+        with atomic_open(path, "wb") as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise RunFailure(
-            f"could not write {path}: {err.strerror or err}; earlier checkpoints and results are intact"
-        ) from err
+        raise _write_failure(path, err) from err
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Write a small text file (the `latest` pointer, a result) atomically; failures as for save_atomic."""
     try:
-        with open(tmp, "w") as handle:
+        with atomic_open(path) as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise RunFailure(f"could not write {path}: {err.strerror or err}; earlier files are intact") from err
+        raise _write_failure(path, err) from err
+
+
+def _write_failure(path: Path, err: OSError) -> RunFailure:
+    return RunFailure(f"could not write {path}: {err.strerror or err}; earlier checkpoints and results "
+                      "are intact; free space and run the same command again to resume")
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm import tqdm
 
+from speechrecipe.data.manifest import file_digest
 from speechrecipe.engine import checkpoint as ckpt
 from speechrecipe.engine.trainer import move_to
 from speechrecipe.errors import RunFailure
@@ -61,22 +62,50 @@ def evaluate_all(
     key: dict[str, Any],
     evaluate_one: Callable[[dict, str, Path], dict[str, float]],
 ) -> list[Path]:
-    """For each (checkpoint, test set) without a result for `key`, call evaluate_one(state, test_set, out_dir)."""
+    """For each (checkpoint, test set) without a result for `key`, call evaluate_one(state, test_set, out_dir).
+
+    Each result is written atomically as soon as it is known, so an interrupted stage 3 continues
+    at the first unfinished pair; a failure leaves the results already written as they were.
+    """
     written = []
     for ref in checkpoints:
-        state = None
+        state = _load(ref)
+        # the file's digest tells a retrained checkpoint (same config and step, other data) from the old one
+        full_key = {**key, "run_id": state.get("run_id"), "step": state["counters"]["step"], "sha256": file_digest(ref.path)}
         for test_set in test_sets:
             path = result_path(evaluation_dir, ref.name, test_set)
-            state = state or ckpt.load(ref.path)
-            full_key = {**key, "run_id": state.get("run_id"), "step": state["counters"]["step"]}
-            if path.is_file() and json.loads(path.read_text()).get("key") == full_key:
+            if _finished(path, full_key):
                 log.info("%s on %s: already evaluated; skipping", ref.name, test_set)
-                written.append(path)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            metrics = evaluate_one(state, test_set, path.parent)
-            record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics, "key": full_key}
-            ckpt.write_text_atomic(path, json.dumps(record, indent=1))
-            log.info("%s on %s: %s", ref.name, test_set, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            else:
+                metrics = _evaluate_pair(evaluate_one, state, ref, test_set, path.parent)
+                record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics, "key": full_key}
+                ckpt.write_text_atomic(path, json.dumps(record, indent=1))
+                log.info("%s on %s: %s", ref.name, test_set, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
             written.append(path)
     return written
+
+
+def _load(ref: CheckpointRef) -> dict:
+    try:
+        return ckpt.load(ref.path)
+    except Exception as err:  # noqa: BLE001 - any failure to read means unusable
+        raise RunFailure(f"checkpoint {ref.path} is unreadable ({str(err).splitlines()[0][:120]}); "
+                         "remove it from evaluate.test_ckpt_steps or train again") from err
+
+
+def _finished(path: Path, key: dict) -> bool:
+    """A result for exactly this checkpoint and evaluation config exists (an unreadable one does not count)."""
+    try:
+        return json.loads(path.read_text()).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _evaluate_pair(evaluate_one, state: dict, ref: CheckpointRef, test_set: str, out_dir: Path) -> dict[str, float]:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return evaluate_one(state, test_set, out_dir)
+    except OSError as err:  # e.g. a full disk while writing scores
+        where = f" ({err.filename})" if err.filename else ""
+        raise RunFailure(f"evaluating {ref.name} on {test_set}: {err.strerror or err}{where}; results already "
+                         "written are intact; run the same command again to continue") from err

@@ -162,18 +162,21 @@ class Problem:
 
     # ----- shared stage bodies ------------------------------------------------------------
     def prepare_cached(self, prepare: Callable[[Path], dict]) -> list[Path]:
-        """Run prepare(out_dir) into a fresh folder and publish it as the cache, unless already there."""
+        """Run prepare(out_dir) into a fresh cache folder, unless already there.
+
+        prepare writes into the cache folder itself, so the paths it logs (bad_audio.tsv) are where the
+        files stay; summary.json, written last and atomically, marks the folder complete.
+        """
+        from speechrecipe.engine.checkpoint import write_text_atomic
+
         cache = self.paths.cache
         if (cache / "summary.json").is_file():
             log.info("prepared data found in cache %s; reusing it", cache)
         else:
-            partial = cache.with_name(cache.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            summary = prepare(partial)
-            (partial / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             shutil.rmtree(cache, ignore_errors=True)
-            partial.rename(cache)
+            cache.mkdir(parents=True)
+            summary = prepare(cache)
+            write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
             log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
         return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
 

@@ -7,6 +7,7 @@ with "loss"; batches are dicts whose "ids" list gives the batch size.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -163,8 +164,8 @@ class Trainer:
         ckpt.save_step(self.checkpoint_state(), self.paths.checkpoints, self.state.step, int(self.conf.keep_num_ckpts or 0))
         self.event("save", seconds=time.perf_counter() - began)
 
-    def restore(self) -> None:
-        began = time.perf_counter()
+    def restore(self) -> Path | None:
+        """Load the latest checkpoint (or train.resume_ckpt_dir's) into everything; its path, or None."""
         found = ckpt.load_latest(self.paths.checkpoints) if self.conf.auto_resume else None
         if found is None and self.conf.resume_ckpt_dir:
             source = Path(str(self.conf.resume_ckpt_dir))
@@ -172,7 +173,7 @@ class Trainer:
             if found is None:
                 raise RunFailure(f"train.resume_ckpt_dir: no readable step-N.ckpt in {source}")
         if found is None:
-            return
+            return None
         state, path = found
         self.task.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -182,7 +183,7 @@ class Trainer:
         restore_rng(state["rng"])
         self.state = TrainingState(**state["counters"])
         log.info("resuming from %s (step %d)", path, self.state.step)
-        self.event("resume", seconds=time.perf_counter() - began, step=self.state.step)
+        return path
 
     def event(self, kind: str, **fields: Any) -> None:
         with open(self.paths.train_log, "a") as handle:
@@ -192,7 +193,9 @@ class Trainer:
     def run(self) -> TrainingState:
         self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
         self.task.to(self.device)
-        self.restore()
+        began = time.perf_counter()
+        resumed = self.restore()
+        restored = time.perf_counter() - began
         total = int(self.conf.total_steps)
         if self.state.step >= total:
             log.info("training already reached step %d (train.total_steps=%d)", self.state.step, total)
@@ -202,8 +205,17 @@ class Trainer:
             endless=True, pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_signals_in_worker,
         )
         with self._signals():
-            self._loop(iter(loader), total)
+            batches = iter(loader)
+            if resumed is not None:
+                batches = self._timed_first_batch(batches, began, resumed, restored)
+            self._loop(batches, total)
         return self.state
+
+    def _timed_first_batch(self, batches, began: float, source: Path, restored: float):
+        """Log how long resuming took: loading the checkpoint, then until the first new batch is in hand."""
+        first = next(batches)
+        self.event("resume", checkpoint=str(source), restore_s=restored, seconds=time.perf_counter() - began)
+        return itertools.chain([first], batches)
 
     @contextlib.contextmanager
     def _signals(self):
@@ -226,8 +238,12 @@ class Trainer:
         bar = tqdm(total=total, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True)
         try:
             while self.state.step < total:
+                # forward passes update buffers (batch-norm statistics) even when the loss is NaN
+                buffers = [b.clone() for b in self.task.buffers()]
                 ok = self._accumulate(batches, window)
-                self._update(ok)
+                if not self._update(ok):
+                    self._restore_buffers(buffers)
+                    self._count_nonfinite()
                 bar.update(1)
                 self._after_update(window, bar, total)
                 if self.signal is not None:
@@ -265,7 +281,8 @@ class Trainer:
             window.seconds += float(batch.get("audio_seconds", 0.0))
         return ok
 
-    def _update(self, ok: bool) -> None:
+    def _update(self, ok: bool) -> bool:
+        """One optimizer update from the accumulated gradients, skipped when they are not finite."""
         if ok:
             self.scaler.unscale_(self.optimizer)
             clip = float(self.conf.gradient_clipping or 0) or math.inf
@@ -275,27 +292,35 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.state.nonfinite_run = 0
-        else:
-            self._count_nonfinite()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None and self.conf.use_scheduler:
             self.scheduler.step()
         self.state.step += 1
+        return ok
+
+    @torch.no_grad()
+    def _restore_buffers(self, saved: list[torch.Tensor]) -> None:
+        for buffer, value in zip(self.task.buffers(), saved):
+            buffer.copy_(value)
 
     def _count_nonfinite(self) -> None:
+        """Count a skipped update; too many in a row saves the unchanged (last good) weights and stops."""
         self.state.nonfinite_total += 1
         self.state.nonfinite_run += 1
         log.warning(
             "step %d: non-finite loss or gradient; update skipped (%d so far, %d in a row)",
-            self.state.step + 1, self.state.nonfinite_total, self.state.nonfinite_run,
+            self.state.step, self.state.nonfinite_total, self.state.nonfinite_run,
         )
-        limit = int(self.conf.max_nonfinite_updates)
+        self.event("nonfinite", total=self.state.nonfinite_total, in_a_row=self.state.nonfinite_run)
+        limit = max(int(self.conf.max_nonfinite_updates), 1)
         if self.state.nonfinite_run >= limit:
-            self.state.step += 1
+            # skipped updates leave weights and optimizer as they were after the last good update
             self.save()
+            good = self.state.step - self.state.nonfinite_run
             raise RunFailure(
-                f"{limit} updates in a row had a non-finite loss or gradient (train.max_nonfinite_updates); "
-                f"the last good state is saved in {self.paths.checkpoints}; lower the learning rate or check the data"
+                f"{self.state.nonfinite_run} updates in a row had a non-finite loss or gradient "
+                f"(train.max_nonfinite_updates={limit}); the weights of step {good}, the last good one, are saved "
+                f"in {ckpt.step_path(self.paths.checkpoints, self.state.step)}; lower the learning rate or check the data"
             )
 
     def _after_update(self, window: Window, bar: tqdm, total: int) -> None:

@@ -58,8 +58,10 @@ class ASV(Problem):
         sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
         self.train(self.conf.train, task, dataset, sampler, lambda: self.verify(task, "valid"))
 
+    # evaluate.test_ckpt_steps is a dependency: asking for other checkpoints must run the stage again
+    # (pairs already evaluated are reused, see engine/evaluate.py)
     @stage(3, "evaluate", "embed each test utterance once per checkpoint, cosine-score every trial",
-           uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
+           uses=("evaluate",))
     def evaluate_stage(self) -> list[Path]:
         task = self.build_task(self.conf.build_task, self.load_encoder())
 
