@@ -5,7 +5,10 @@
 1. bare: the loop a researcher would write by hand, on features already in memory: 5-layer
    512-channel x-vector (Conv1d + ReLU + BatchNorm1d, statistics pooling over 1500 channels,
    512-d embedding), a linear softmax classifier, Adam, batch 32 x 200 frames of 80-dim
-   features (32 x 2 s). No data loading, no feature extraction, no checkpointing.
+   features (32 x 2 s). No data loading, no feature extraction, no checkpointing. Measured
+   twice, each in its own process: with glibc's default malloc, and with the malloc settings
+   speechrecipe applies in training (engine/allocator.py), so the efficiency ratio compares
+   pipelines on the same allocator.
 2. speechrecipe: `speechrecipe run asv --stop 2` with the defaults (the same x-vector and
    batch, AM-softmax) on the bundled mini corpus, in its own process: reading audio, random
    crops, fbank on the fly, padding-aware BatchNorm, progress bar, logs. Rates are averaged over
@@ -67,6 +70,15 @@ def bare_loop(steps: int, batch: int = 32, frames: int = 200) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+def bare_in_process(steps: int, tuned_malloc: bool) -> float:
+    """bare_loop in a fresh process, with or without speechrecipe's malloc settings."""
+    code = (f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'bench')!r}]\n"
+            + ("from speechrecipe.engine.allocator import keep_freed_memory; keep_freed_memory()\n" if tuned_malloc else "")
+            + f"from bench_asv import bare_loop; print(bare_loop({steps}))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
 def pipeline(work: Path, name: str, steps: int, log_step: int, *args: str) -> dict:
     """Average train-log rates of one `speechrecipe run asv --stop 2` after its first window."""
     target = work / name
@@ -87,15 +99,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        plain = bare_in_process(args.steps, tuned_malloc=False)
+        bare = bare_in_process(args.steps, tuned_malloc=True)
         ours = pipeline(work, "default", args.steps, 10)
-        bare = bare_loop(args.steps)
         s3prl = pipeline(work, "s3prl", args.s3prl_steps, 2, "-c", str(REPO / "recipes" / "voxceleb1" / "asv.yaml"),
                          f"prepare_data.dataset_root={REPO / 'speechrecipe' / 'assets' / 'mini' / 'voxceleb1'}",
                          "prepare_data.num_valid_trials=2000", "--num-workers", "2")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}\n")
     print("| run | utt/s | audio s/s | data wait | ratio |")
     print("|---|---|---|---|---|")
-    print(f"| bare loop, features in memory (32 x 2 s) | {bare:.1f} | {2 * bare:.1f} | - | 1.00 |")
+    print(f"| bare loop, features in memory (32 x 2 s), glibc default malloc | {plain:.1f} | {2 * plain:.1f} | - | "
+          f"{plain / bare:.2f} |")
+    print(f"| bare loop, features in memory (32 x 2 s), speechrecipe's malloc settings | {bare:.1f} | {2 * bare:.1f} | - | 1.00 |")
     print(f"| speechrecipe asv defaults (32 x 2 s crops) | {ours['utt_per_s']:.1f} | {ours['audio_s_per_s']:.1f} | "
           f"{100 * ours['data_wait']:.1f} % | {ours['utt_per_s'] / bare:.2f} of bare |")
     print(f"| speechrecipe, SUPERB ASV workload (10 x 5 x 8 s) | {s3prl['utt_per_s']:.1f} | {s3prl['audio_s_per_s']:.1f} | "

@@ -159,3 +159,30 @@ def test_test_ckpt_dir_evaluates_a_checkpoint_from_elsewhere(trained, cli, tmp_p
     saved = json.loads((target / "evaluation" / "step-72" / "voxceleb1_o.json").read_text())
     assert saved["step"] == 72
     assert json.loads((target / "results" / "results.json").read_text())["voxceleb1_o"]["checkpoint"] == "step-72"
+
+
+def test_a_list_of_all_speakers_is_evaluated_without_deciding_who_trains(cli, tmp_path, isolated_cache):
+    """list_test_all2.txt-style lists cover the training speakers too: exclude_speakers: false."""
+    mini = Path(__file__).resolve().parent.parent / "speechrecipe" / "assets" / "mini" / "voxceleb1"
+    by_speaker: dict[str, list[str]] = {}
+    for path in sorted((mini / "wav").glob("*/*/*.*")):
+        by_speaker.setdefault(path.parts[-3], []).append("/".join(path.parts[-3:]))
+    speakers = sorted(by_speaker)
+    lines = [f"1 {by_speaker[s][0]} {by_speaker[s][1]}" for s in speakers]
+    lines += [f"0 {by_speaker[a][2]} {by_speaker[b][2]}" for a, b in zip(speakers, speakers[1:])]
+    all_list = tmp_path / "list_test_all2.txt"
+    all_list.write_text("\n".join(lines) + "\n")
+    test_sets = ("prepare_data.test_sets=[{name: voxceleb1_o, trial_file: veri_test2.txt}, "
+                 f"{{name: voxceleb1_e, trial_file: '{all_list}', exclude_speakers: false}}]")
+    target = tmp_path / "exp"
+    result = cli("run", "asv", "--stop", "1", "--target-dir", target, *TRAINED, test_sets)
+    assert result.exit_code == 0, result.stderr
+    assert "test set voxceleb1_e: 24 of its 32 speakers are training speakers" in result.stderr
+    assert len(json.loads((target / "speakers.json").read_text())["labels"]) == 24  # as with veri_test2.txt alone
+    summary = json.loads(next((isolated_cache / "asv").glob("*/trials_voxceleb1_e.tsv")).with_name("summary.json").read_text())
+    assert summary["test_sets"]["voxceleb1_e"]["trials"] == len(lines)
+
+    bad = test_sets.replace("exclude_speakers: false", "exclude: false")
+    refused = cli("run", "asv", "--stop", "1", "--target-dir", target, *TRAINED, bad)
+    assert refused.exit_code == 2
+    assert "prepare_data.test_sets: each entry needs `name` and `trial_file`" in refused.stderr

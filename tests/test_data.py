@@ -324,6 +324,30 @@ def test_verification_writes_test_manifest_and_trials(vox, tmp_path):
     assert (tmp_path / "out" / "bad_audio.tsv").read_text() == "path\tproblem\n"
 
 
+def _all_speaker_list(vox: Path) -> str:
+    """A list_test_all2.txt-like list: trials between every pair of neighbouring speakers."""
+    lines = [f"1 {utterances(s)[0]}.wav {utterances(s)[1]}.wav" for s in SPEAKERS]
+    lines += [f"0 {utterances(a)[2]}.wav {utterances(b)[2]}.wav" for a, b in zip(SPEAKERS, SPEAKERS[1:])]
+    (vox / "list_test_all2.txt").write_text("\n".join(lines) + "\n")
+    return "list_test_all2.txt"
+
+
+def test_verification_lists_of_all_speakers_need_not_decide_training(vox, tmp_path, caplog):
+    test_sets = [{"name": "O", "trial_file": "veri_test2.txt"},
+                 {"name": "E", "trial_file": _all_speaker_list(vox), "exclude_speakers": False}]
+    with caplog.at_level(logging.WARNING):
+        summary = prepare(vox, tmp_path / "out", test_sets=test_sets)
+    assert summary["train_speakers"] == 6 and summary["test_sets"]["E"] == {"trials": 15, "utterances": 24, "dropped_trials": 0}
+    assert "test set E: 6 of its 8 speakers are training speakers (exclude_speakers: false)" in caplog.text
+    assert len(read_trials(tmp_path / "out" / "trials_E.tsv")) == 15
+
+
+def test_verification_without_training_speakers_names_the_fix(vox, tmp_path):
+    test_sets = [{"name": "E", "trial_file": _all_speaker_list(vox)}]
+    with pytest.raises(DataError, match="no training speakers left: .*exclude_speakers: false"):
+        prepare(vox, tmp_path / "out", test_sets=test_sets)
+
+
 def test_verification_missing_files_are_counted(vox, tmp_path):
     for utt in utterances("id10008")[:4]:
         (vox / "wav" / f"{utt}.flac").unlink()

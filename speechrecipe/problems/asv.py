@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
 ENCODER = "speakers.json"
+TEST_SET_KEYS = {"name", "trial_file", "exclude_speakers"}
 
 
 class ASV(Problem):
@@ -203,8 +204,11 @@ class ASV(Problem):
         super().check_config()
         names = self.test_set_names()
         for item in self.conf.prepare_data.test_sets:
-            if not isinstance(item, DictConfig) or set(item.keys()) != {"name", "trial_file"}:
-                raise ConfigError("prepare_data.test_sets: each entry needs exactly `name` and `trial_file`")
+            if not isinstance(item, DictConfig) or not {"name", "trial_file"} <= set(item.keys()) <= TEST_SET_KEYS:
+                raise ConfigError("prepare_data.test_sets: each entry needs `name` and `trial_file` "
+                                  "(and may set `exclude_speakers: true|false`)")
+            if not isinstance(item.get("exclude_speakers", True), bool):
+                raise ConfigError(f"prepare_data.test_sets: {item.name}.exclude_speakers must be true or false")
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(item.name)) or item.name == "valid":
                 raise ConfigError(f"prepare_data.test_sets: name {item.name!r} must be letters, digits, _ . - (not 'valid')")
         if len(set(names)) != len(names):

@@ -44,7 +44,8 @@ def prepare_voxceleb1_verification(
 ) -> dict:
     """Write train/valid manifests, validation trials and one manifest + trial list per test set.
 
-    Training speakers are those no test trial list mentions. Validation holds out, per training
+    Training speakers are those no test trial list mentions, except lists marked
+    `exclude_speakers: false` (see _train_ids). Validation holds out, per training
     speaker, `valid_count` utterances (or `valid_fraction` of them, rounded; at least one stays
     in training), chosen with `seed`; with `iden_split`, the utterances it marks 2 instead.
     Unusable audio is left out of train/valid, and trials using it are dropped (strict: error).
@@ -62,8 +63,7 @@ def prepare_voxceleb1_verification(
         _require_present(splits, files, iden_split, root)
 
     test_ids = sorted({u for trials in trial_lists.values() for t in trials for u in t[1:]})
-    test_speakers = {_speaker(u) for u in test_ids}
-    train_ids = [u for u in files if _speaker(u) not in test_speakers]
+    train_ids = _train_ids(files, test_sets, trial_lists)
     # every file is checked once, whether training or test uses it
     rows = _check_audio(files, train_ids + test_ids, out_dir, strict, check_audio, num_workers, sample_rate)
 
@@ -113,6 +113,29 @@ def prepare_voxceleb1_identification(
         summary[f"{split}_utterances"] = len(split_rows)
         summary[f"{split}_speakers"] = len({r["speaker"] for r in split_rows})
     return summary
+
+
+def _train_ids(files: dict[str, Path], test_sets: list[dict], trial_lists: dict[str, list[Trial]]) -> list[str]:
+    """Utterances of the speakers that no excluding test set names (VoxCeleb1 dev for veri_test2.txt).
+
+    A test set with `exclude_speakers: false` (list_test_all2.txt, list_test_hard2.txt cover all
+    1,251 speakers) leaves training alone; its overlap with the training speakers is logged.
+    """
+    def speakers(name: str) -> set[str]:
+        return {_speaker(u) for t in trial_lists[name] for u in t[1:]}
+
+    held_out = set().union(*(speakers(t["name"]) for t in test_sets if t.get("exclude_speakers", True)))
+    train_ids = [u for u in files if _speaker(u) not in held_out]
+    if not train_ids:
+        raise DataError("no training speakers left: every speaker under wav/ is in a test trial list; give test "
+                        "sets that cover all speakers (list_test_all2.txt, list_test_hard2.txt) exclude_speakers: false")
+    train_speakers = {_speaker(u) for u in train_ids}
+    for test_set in test_sets:
+        overlap = speakers(test_set["name"]) & train_speakers
+        if overlap:
+            log.warning("test set %s: %d of its %d speakers are training speakers (exclude_speakers: false)",
+                        test_set["name"], len(overlap), len(speakers(test_set["name"])))
+    return train_ids
 
 
 def _corpus_root(root: Path) -> Path:
