@@ -276,6 +276,32 @@ def test_changed_data_refuses_to_resume_old_checkpoints(cli, exp):
     assert "stage 0 (prepare data) done" in result.stderr and "resuming" not in result.stderr
 
 
+def test_adding_a_test_set_keeps_training_and_evaluates_only_the_new_one(cli, exp, tmp_path):
+    """Training reads train/valid manifests and the encoder, not the test sets: a new one costs no retraining."""
+    veri = Path(OmegaConf.load(exp / "config.yaml").prepare_data.dataset_root) / "veri_test2.txt"
+    half = tmp_path / "half.txt"
+    half.write_text("".join(veri.read_text().splitlines(keepends=True)[:100]))
+    before = snapshot(exp)
+    sets = f"prepare_data.test_sets=[{{name: voxceleb1_o, trial_file: veri_test2.txt}}, {{name: half, trial_file: '{half}'}}]"
+    result = run(cli, exp, sets)
+    assert result.exit_code == 0, result.stderr
+    for number in (1, 2):
+        assert f"stage {number} ({STAGES[number][1]}) is up to date (earlier stages re-ran with the same output)" in result.stderr
+    assert "resuming" not in result.stderr and "stage 2 (train):" not in result.stderr
+    assert all(before[name] == (exp / name).read_bytes() for name in before if name.startswith("checkpoints/"))
+    assert "step-4 on voxceleb1_o: already evaluated; skipping" in result.stderr
+    assert len((exp / "evaluation" / "step-4" / "half.scores").read_text().splitlines()) == 100
+    assert set(json.loads((exp / "results" / "results.json").read_text())) == {"voxceleb1_o", "half"}
+
+    # the same name with another trial list is evaluated again
+    other = tmp_path / "other.txt"
+    other.write_text("".join(veri.read_text().splitlines(keepends=True)[100:150]))
+    again = run(cli, exp, sets.replace(str(half), str(other)))
+    assert again.exit_code == 0, again.stderr
+    assert "step-4 on half: already evaluated" not in again.stderr and "step-4 on voxceleb1_o: already evaluated" in again.stderr
+    assert len((exp / "evaluation" / "step-4" / "half.scores").read_text().splitlines()) == 50
+
+
 # ----- status ---------------------------------------------------------------------------------------
 
 

@@ -61,8 +61,12 @@ def evaluate_all(
     evaluation_dir: Path,
     key: dict[str, Any],
     evaluate_one: Callable[[dict, str, Path], dict[str, float]],
+    test_inputs: dict[str, str] | None = None,
 ) -> list[Path]:
     """For each (checkpoint, test set) without a result for `key`, call evaluate_one(state, test_set, out_dir).
+
+    `test_inputs` identifies each test set's prepared files (a digest), so a test set whose trial
+    list or manifest changed under the same name is evaluated again.
 
     Each result is written atomically as soon as it is known, so an interrupted stage 3 continues
     at the first unfinished pair; a failure leaves the results already written as they were.
@@ -74,11 +78,12 @@ def evaluate_all(
         full_key = {**key, "run_id": state.get("run_id"), "step": state["counters"]["step"], "sha256": file_digest(ref.path)}
         for test_set in test_sets:
             path = result_path(evaluation_dir, ref.name, test_set)
-            if _finished(path, full_key):
+            pair_key = {**full_key, "inputs": (test_inputs or {}).get(test_set)}
+            if _finished(path, pair_key):
                 log.info("%s on %s: already evaluated; skipping", ref.name, test_set)
             else:
                 metrics = _evaluate_pair(evaluate_one, state, ref, test_set, path.parent)
-                record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics, "key": full_key}
+                record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics, "key": pair_key}
                 ckpt.write_text_atomic(path, json.dumps(record, indent=1))
                 log.info("%s on %s: %s", ref.name, test_set, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
             written.append(path)

@@ -60,3 +60,7 @@ class ExperimentPaths:
 
     def manifest(self, name: str) -> Path:
         return self.cache / f"{name}.jsonl"
+
+    def inputs(self, pattern: str) -> list[Path]:
+        """Files a stage reads: matches of `pattern` in the cache, else in target_dir."""
+        return sorted(self.cache.glob(pattern)) or sorted(self.target_dir.glob(pattern))

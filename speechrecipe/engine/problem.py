@@ -50,6 +50,9 @@ class Stage:
     ignore: tuple[str, ...]
     resume_safe: tuple[str, ...]
     method: str
+    # files it reads (names or glob patterns in the cache, else target_dir); when given, its record
+    # depends on their contents instead of on every earlier stage's record
+    reads: tuple[str, ...] = ()
 
 
 def stage(
@@ -59,11 +62,14 @@ def stage(
     uses: tuple[str, ...] = (),
     ignore: tuple[str, ...] = (),
     resume_safe: tuple[str, ...] = (),
+    reads: tuple[str, ...] = (),
 ) -> Callable:
-    """Declare a method as stage `number`; `uses` are the config sections it depends on."""
+    """Declare a method as stage `number`; `uses` are the config sections it depends on, `reads` the
+    files of earlier stages it reads (without `reads`, it depends on every earlier stage's record)."""
 
     def mark(method: Callable) -> Callable:
-        method._stage = Stage(number, name, description, tuple(uses), tuple(ignore), tuple(resume_safe), method.__name__)
+        method._stage = Stage(number, name, description, tuple(uses), tuple(ignore), tuple(resume_safe),
+                              method.__name__, tuple(reads))
         return method
 
     return mark
@@ -207,6 +213,7 @@ class Problem:
 
     def evaluate(self, conf: DictConfig, test_sets: list[str], evaluate_one) -> list[Path]:
         """Every chosen checkpoint × test set; finished pairs are kept across interruptions."""
+        from speechrecipe.data.manifest import file_digest
         from speechrecipe.engine.allocator import keep_freed_memory
         from speechrecipe.engine.evaluate import choose_checkpoints, evaluate_all
 
@@ -214,9 +221,14 @@ class Problem:
         directory = Path(conf.test_ckpt_dir) if conf.test_ckpt_dir else self.paths.checkpoints
         checkpoints = choose_checkpoints(directory, list(conf.test_ckpt_steps))
         key = {"evaluate": digest(select(self.conf, ["evaluate"], exclude=("evaluate.test_ckpt_steps",)))}
-        written = evaluate_all(checkpoints, test_sets, self.paths.evaluation, key, evaluate_one)
+        inputs = {t: digest([file_digest(p) for p in self.test_set_files(t)]) for t in test_sets}
+        written = evaluate_all(checkpoints, test_sets, self.paths.evaluation, key, evaluate_one, inputs)
         (self.paths.evaluation / "latest.json").write_text(json.dumps([str(p) for p in written], indent=1))
         return written
+
+    def test_set_files(self, test_set: str) -> list[Path]:
+        """The prepared files that define a test set (its manifest); a change re-evaluates it."""
+        return [self.paths.manifest(test_set)]
 
     def evaluated(self) -> list[Path]:
         """The result files of the last stage 3."""

@@ -70,6 +70,13 @@ def _portable(path: str, roots: dict[str, str]) -> str:
     return f"${found[0]}/{found[1]}" if found else path
 
 
+def _input_changed(key: str, now: str | None) -> str:
+    """Why an input differs: an earlier stage's record (key: its number) or a file it reads (key: its name)."""
+    if key.isdigit():
+        return f"stage {key} re-ran since"
+    return f"{key} is missing" if now in (None, "missing") else f"{key} changed"
+
+
 @dataclass
 class StageState:
     """done, stale (with reasons) or pending; `resumable` when only resume-safe keys changed."""
@@ -91,7 +98,7 @@ class StageState:
 def compare(
     record: StageRecord | None,
     deps: dict[str, Any],
-    upstream: dict[str, str],
+    upstream: dict[str, str] | None,
     resume_safe: tuple[str, ...],
     file_digest,
     roots: dict[str, str] | None = None,
@@ -101,7 +108,9 @@ def compare(
         return StageState("pending")
     changed = sorted(k for k in set(deps) | set(record.deps) if deps.get(k) != record.deps.get(k))
     reasons = [f"{k} {record.deps.get(k)!r} → {deps.get(k)!r}" for k in changed]
-    reasons += [f"stage {s} re-ran since" for s in sorted(upstream) if record.upstream.get(s) != upstream[s]]
+    if upstream is not None:  # None: an earlier stage runs first, so its inputs cannot be judged yet
+        reasons += [_input_changed(k, upstream.get(k)) for k in sorted(set(upstream) | set(record.upstream))
+                    if record.upstream.get(k) != upstream.get(k)]
     differ: dict[str, list[Path]] = {"changed": [], "missing": []}
     for recorded, old in record.files.items():
         path = record.where_now(recorded, roots or {})

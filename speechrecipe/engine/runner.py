@@ -26,6 +26,7 @@ from speechrecipe.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TRAIN_RUN_FILE = "run.json"  # in checkpoints/: the config the checkpoints were trained with
+MISSING = "missing"  # a file a stage reads that is not there (yet)
 
 
 @dataclass
@@ -55,6 +56,11 @@ class Runner:
         return cfglib.select(self.conf, stage.uses, exclude=stage.ignore)
 
     def upstream(self, stage: Stage) -> dict[str, str]:
+        """What a stage's inputs are now: the sha256 of each file it reads, or each earlier stage's record id."""
+        if stage.reads:
+            found = {pattern: self.paths.inputs(pattern) for pattern in stage.reads}
+            shas = {path.name: file_digest(path) for paths in found.values() for path in paths}
+            return {**{p: MISSING for p, paths in found.items() if not paths}, **shas}
         ids = {}
         for earlier in self.stages:
             if earlier.number < stage.number:
@@ -67,15 +73,16 @@ class Runner:
         """Where recorded files may lie: target_dir and this problem's cache."""
         return {"target": str(self.paths.target_dir.resolve()), "cache": str(self.paths.cache_root.resolve())}
 
-    def state(self, stage: Stage) -> StageState:
+    def state(self, stage: Stage, check_inputs: bool = True) -> StageState:
         record = StageRecord.load(self.paths.record(stage.number))
-        return compare(record, self.deps(stage), self.upstream(stage), stage.resume_safe, file_digest, self.roots)
+        upstream = self.upstream(stage) if check_inputs else None
+        return compare(record, self.deps(stage), upstream, stage.resume_safe, file_digest, self.roots)
 
     def plan(self, start: int, stop: int) -> list[PlannedStage]:
         """What a run start..stop would do; later stages go stale when an earlier one re-runs."""
         planned, rerun = [], []
         for stage in self.stages:
-            state = self.state(stage)
+            state = self.state(stage, check_inputs=not rerun)
             if rerun and state.status == "done":
                 state = StageState("stale", [f"stage {rerun[0]} runs again before it"], record=state.record)
             if stage.number < start:
@@ -120,7 +127,9 @@ class Runner:
         safe = set(now["resume_safe"])
         changed = [k for k in set(old["deps"]) | set(now["deps"]) if k not in safe and old["deps"].get(k) != now["deps"].get(k)]
         reasons = [f"{k} {old['deps'].get(k)!r} → {now['deps'].get(k)!r}" for k in sorted(changed)]
-        if old["upstream"] != now["upstream"]:
+        before, after = old["upstream"], now["upstream"]
+        # an input not there yet (the stage writing it runs first) is checked again just before training
+        if any(after.get(k) != MISSING and before.get(k) != after.get(k) for k in set(before) | set(after)):
             reasons.append("the prepared data or encoder changed")
         return reasons
 

@@ -19,7 +19,8 @@ def describe_status(target_dir: Path) -> str:
     ids = {str(r.stage): r.id for r in records}
     for record in records:
         # without the problem's config only the records can be compared: did an earlier stage re-run since?
-        rerun = [s for s, old in sorted(record.upstream.items()) if ids.get(s, "none") != old]
+        # (inputs named by file are not checked here: that needs the cache the config points to)
+        rerun = [s for s, old in sorted(record.upstream.items()) if s.isdigit() and ids.get(s, "none") != old]
         stale = f" (stale: stage{'s' if len(rerun) > 1 else ''} {', '.join(rerun)} re-ran since)" if rerun else ""
         lines.append(f"  stage {record.stage} ({record.name}): done {record.when}{stale}")
     if not records:

@@ -41,7 +41,8 @@ class ASR(Problem):
             valid_sets=list(c.valid_sets), test_sets=list(c.test_sets), strict=c.strict, check_audio=c.check_audio,
             num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
 
-    @stage(1, "build tokenizer", "fit the tokenizer on the training transcripts (blank = 0)", uses=("build_tokenizer",))
+    @stage(1, "build tokenizer", "fit the tokenizer on the training transcripts (blank = 0)", uses=("build_tokenizer",),
+           reads=("train.jsonl",))
     def build_tokenizer_stage(self) -> list[Path]:
         from speechrecipe.data.manifest import read_jsonl
 
@@ -51,7 +52,8 @@ class ASR(Problem):
         return [self.paths.artifact(TOKENIZER)]
 
     @stage(2, "train", "train the CTC model; keep valid_best by validation WER (greedy decoding)",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE)
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
+           reads=("train.jsonl", "valid.jsonl", TOKENIZER))
     def train_stage(self) -> None:
         from speechrecipe.engine.trainer import seed_everything
 
@@ -154,6 +156,9 @@ class ASR(Problem):
         from speechrecipe.data.tokenizer import load_tokenizer
 
         return load_tokenizer(self.paths.artifact(TOKENIZER))
+
+    def test_set_files(self, test_set: str) -> list[Path]:
+        return [self.paths.manifest(f"test_{test_set}")]
 
     def test_set_names(self) -> list[str]:
         """The test sets stage 0 found (absent ones were skipped)."""

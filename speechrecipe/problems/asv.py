@@ -40,7 +40,8 @@ class ASV(Problem):
             strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
             num_valid_trials=c.num_valid_trials, sample_rate=self.conf.build_dataset.sample_rate))
 
-    @stage(1, "build encoder", "map training speaker ids to class indices", uses=("build_encoder",))
+    @stage(1, "build encoder", "map training speaker ids to class indices", uses=("build_encoder",),
+           reads=("train.jsonl",))
     def build_encoder_stage(self) -> None:
         from speechrecipe.data.manifest import read_jsonl
 
@@ -49,7 +50,8 @@ class ASV(Problem):
         log.info("%d training speakers", len(encoder))
 
     @stage(2, "train", "train the speaker classifier; keep valid_best by validation EER",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE)
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
+           reads=("train.jsonl", "valid.jsonl", "trials_valid.tsv", ENCODER))  # not the test sets: adding one keeps training
     def train_stage(self) -> None:
         from speechrecipe.engine.trainer import seed_everything
 
@@ -135,6 +137,9 @@ class ASV(Problem):
         from speechrecipe.data.encoder import LabelEncoder
 
         return LabelEncoder.load(self.paths.artifact(ENCODER))
+
+    def test_set_files(self, test_set: str) -> list[Path]:
+        return [self.paths.manifest(f"test_{test_set}"), self.paths.cache / f"trials_{test_set}.tsv"]
 
     def test_set_names(self) -> list[str]:
         return [str(t.name) for t in self.conf.prepare_data.test_sets]

@@ -55,7 +55,8 @@ class UtteranceClassification(Problem):
         return [self.paths.artifact(f"classes_{field}.json") for field in encoders]
 
     @stage(2, "train", "train the classifier; keep valid_best by validation accuracy",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE)
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
+           reads=("train.jsonl", "valid.jsonl", "classes_*.json"))
     def train_stage(self) -> None:
         from speechrecipe.engine.trainer import seed_everything
 
