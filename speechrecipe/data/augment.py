@@ -71,17 +71,26 @@ def speed_perturb(wav: torch.Tensor, factor: float, sample_rate: int) -> torch.T
 
 def build_augmenter(conf, sample_rate: int) -> Augmenter | None:
     """An Augmenter from the `augment` config section, or None when all is off."""
-    from speechrecipe.data.audio import probe_audio
-
     noises, rirs = [], []
     if conf.noise_dir:
-        noises = [(str(p), probe_audio(p, full=False).num_frames) for p in _audio_in(conf.noise_dir, "noise_dir")]
+        noises = [(str(p), _usable(p, "noise_dir").num_frames) for p in _audio_in(conf.noise_dir, "noise_dir")]
     if conf.rir_dir:
-        rirs = [str(p) for p in _audio_in(conf.rir_dir, "rir_dir")]
+        rirs = [str(p) for p in _audio_in(conf.rir_dir, "rir_dir") if _usable(p, "rir_dir")]
     speeds = tuple(conf.speeds) if conf.speed_perturb else ()
     if not (noises or rirs or speeds):
         return None
     return Augmenter(sample_rate, speeds, noises, float(conf.noise_prob), tuple(conf.snr_db), rirs, float(conf.reverb_prob))
+
+
+def _usable(path: Path, key: str):
+    """The file's AudioInfo; an unusable file stops the run before training, naming it."""
+    from speechrecipe.data.audio import probe_audio
+    from speechrecipe.errors import DataError
+
+    info = probe_audio(path, full=True)
+    if info.problem:
+        raise DataError(f"build_dataset.augment.{key}: {path}: {info.problem}; remove it or point {key} elsewhere")
+    return info
 
 
 def _audio_in(folder: str, key: str) -> list[Path]:

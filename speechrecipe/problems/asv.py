@@ -208,6 +208,10 @@ class ASV(Problem):
     def check_config(self) -> None:
         super().check_config()
         names = self.test_set_names()
+        for key in ("noise_dir", "rir_dir"):
+            folder = self.conf.build_dataset.augment[key]
+            if folder is not None and not Path(folder).is_dir():
+                raise ConfigError(f"build_dataset.augment.{key}: {folder} is not a folder; give a folder of .wav/.flac files or null")
         for item in self.conf.prepare_data.test_sets:
             if not isinstance(item, DictConfig) or not {"name", "trial_file"} <= set(item.keys()) <= TEST_SET_KEYS:
                 raise ConfigError("prepare_data.test_sets: each entry needs `name` and `trial_file` "
