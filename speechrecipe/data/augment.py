@@ -75,7 +75,9 @@ def build_augmenter(conf, sample_rate: int) -> Augmenter | None:
     if conf.noise_dir:
         noises = [(str(p), _usable(p, "noise_dir").num_frames) for p in _audio_in(conf.noise_dir, "noise_dir")]
     if conf.rir_dir:
-        rirs = [str(p) for p in _audio_in(conf.rir_dir, "rir_dir") if _usable(p, "rir_dir")]
+        rirs = [str(p) for p in _audio_in(conf.rir_dir, "rir_dir")]
+        for path in rirs:
+            _usable(Path(path), "rir_dir")
     speeds = tuple(conf.speeds) if conf.speed_perturb else ()
     if not (noises or rirs or speeds):
         return None

@@ -10,6 +10,8 @@ from typing import Any
 
 from speechrecipe.config import digest
 
+MISSING = "missing"  # the digest of an input file that is not there (yet)
+
 
 @dataclass
 class StageRecord:
@@ -74,7 +76,7 @@ def _input_changed(key: str, now: str | None) -> str:
     """Why an input differs: an earlier stage's record (key: its number) or a file it reads (key: its name)."""
     if key.isdigit():
         return f"stage {key} re-ran since"
-    return f"{key} is missing" if now in (None, "missing") else f"{key} changed"
+    return f"{key} is missing" if now in (None, MISSING) else f"{key} changed"
 
 
 @dataclass

@@ -20,13 +20,12 @@ from speechrecipe.engine.lock import TargetLock
 from speechrecipe.engine.logs import attach_file_log, detach_file_log
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.problem import Problem, Stage
-from speechrecipe.engine.records import StageRecord, StageState, compare
+from speechrecipe.engine.records import MISSING, StageRecord, StageState, compare
 from speechrecipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 TRAIN_RUN_FILE = "run.json"  # in checkpoints/: the config the checkpoints were trained with
-MISSING = "missing"  # a file a stage reads that is not there (yet)
 
 
 @dataclass
