@@ -18,7 +18,7 @@ from speechrecipe.nn.pooling import (
     MeanPooling,
     StatisticsPooling,
 )
-from speechrecipe.nn.upstream import MFCC, Fbank, build_upstream
+from speechrecipe.nn.upstream import LOG_FLOOR, MFCC, Fbank, build_upstream
 from speechrecipe.nn.xvector import XVector
 
 ATOL = 1e-5
@@ -88,6 +88,15 @@ def test_spectral_upstream_is_padding_invariant(name, dim):
         return feats, lens
 
     assert_padding_invariant(fn, [torch.randn(n) for n in (16000, 9000, 4321)], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["fbank", "mfcc"])
+def test_spectrum_matches_torchaudios_transform(name):
+    """The re^2 + im^2 power spectrum gives torchaudio's MelSpectrogram / MFCC to float rounding."""
+    upstream = build_upstream(name, cmn=False).eval()
+    x = upstream._frame_input(torch.randn(3, 12345))
+    reference = upstream.mel(x).clamp(min=LOG_FLOOR).log() if name == "fbank" else upstream.mfcc(x)
+    torch.testing.assert_close(upstream._spectrum(x), reference, rtol=1e-4, atol=1e-4)
 
 
 def test_cmn_zeroes_the_mean_over_valid_frames_and_padding():
