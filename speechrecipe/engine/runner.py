@@ -49,6 +49,16 @@ class Runner:
         self.paths = problem.paths
         self.conf = problem.conf
         self.stages = problem.stages()
+        self._digests: dict[tuple, str] = {}
+
+    def digest(self, path: Path) -> str:
+        """sha256 of a file, computed once per version (path, size, mtime) during this run:
+        planning, the training guard and the records all look at the same manifests."""
+        info = path.stat()
+        key = (str(path.resolve()), info.st_size, info.st_mtime_ns, info.st_ino)
+        if key not in self._digests:
+            self._digests[key] = file_digest(path)
+        return self._digests[key]
 
     # ----- state -------------------------------------------------------------------
     def deps(self, stage: Stage) -> dict:
@@ -58,7 +68,7 @@ class Runner:
         """What a stage's inputs are now: the sha256 of each file it reads, or each earlier stage's record id."""
         if stage.reads:
             found = {pattern: self.paths.inputs(pattern) for pattern in stage.reads}
-            shas = {path.name: file_digest(path) for paths in found.values() for path in paths}
+            shas = {path.name: self.digest(path) for paths in found.values() for path in paths}
             return {**{p: MISSING for p, paths in found.items() if not paths}, **shas}
         ids = {}
         for earlier in self.stages:
@@ -75,7 +85,7 @@ class Runner:
     def state(self, stage: Stage, check_inputs: bool = True) -> StageState:
         record = StageRecord.load(self.paths.record(stage.number))
         upstream = self.upstream(stage) if check_inputs else None
-        return compare(record, self.deps(stage), upstream, stage.resume_safe, file_digest, self.roots)
+        return compare(record, self.deps(stage), upstream, stage.resume_safe, self.digest, self.roots)
 
     def plan(self, start: int, stop: int) -> list[PlannedStage]:
         """What a run start..stop would do; later stages go stale when an earlier one re-runs."""
@@ -218,7 +228,7 @@ class Runner:
             name=stage.name,
             deps=deps,
             upstream=self.upstream(stage),
-            files={str(Path(f).resolve()): file_digest(Path(f)) for f in files},
+            files={str(Path(f).resolve()): self.digest(Path(f)) for f in files},
             finished_at=time.time(),
             config_digest=cfglib.digest(deps),
             roots=self.roots,
