@@ -1,14 +1,15 @@
 """Keyword-spotting training throughput and the share of time spent waiting for data (1 s clips).
 
-    .venv/bin/python bench/bench_ks.py --num-clips 2400 --steps 300 --workers 0 1 2
+    .venv/bin/python bench/bench_ks.py --num-clips 2400 --steps 300 --workers 0 1 2 --pack true false
 
 Builds a Speech Commands v0.02 tree of N one-second 16 kHz WAV clips (12 words, 10 % of them
 in each of the validation and testing lists, two 30 s noise files), then for each DataLoader
-worker count runs `speechrecipe run ks --stop 2` with the default model (fbank + mean pooling +
-linear, the cheapest head, so data loading shows most) in its own process. From
+worker count and `build_dataset.pack_audio` setting runs `speechrecipe run ks --stop 2` with the
+default model (fbank + mean pooling + linear, the cheapest head, so data loading shows most) in
+its own process. From
 train_log.jsonl it averages utt_per_s, audio_s_per_s and data_wait (the share of wall time the
 loop waited for a batch) over the log steps after the first (which includes worker start-up).
-Prints one Markdown row per worker count.
+Prints one Markdown row per case, with throughput as a ratio to the first case.
 """
 from __future__ import annotations
 
@@ -50,11 +51,12 @@ def build_tree(root: Path, num_clips: int) -> None:
         sf.write(noise_dir / f"noise{k}.wav", noise, RATE, subtype="PCM_16")
 
 
-def run_case(root: Path, work: Path, workers: int, steps: int, log_step: int, device: str) -> dict:
+def run_case(root: Path, work: Path, workers: int, pack: str, steps: int, log_step: int, device: str) -> dict:
     """One training run in its own process; averages of the train log after its first entry."""
-    target = work / f"exp-w{workers}"
+    target = work / f"exp-w{workers}-{pack}"
     command = [sys.executable, "-m", "speechrecipe", "run", "ks", "--stop", "2", "--target-dir", str(target),
                "--num-workers", str(workers), "--device", device, f"prepare_data.dataset_root={root}",
+               f"build_dataset.pack_audio={pack}",
                f"train.total_steps={steps}", f"train.log_step={log_step}", f"train.eval_step={steps}",
                f"train.save_step={steps}", "prepare_data.check_audio=header"]
     env = {**os.environ, "SPEECHRECIPE_CACHE_DIR": str(work / "cache")}
@@ -70,22 +72,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="updates per run (batch size 32)")
     parser.add_argument("--log-step", type=int, default=25)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pack", nargs="+", default=["false", "true"], choices=["true", "false"],
+                        help="build_dataset.pack_audio settings to run")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_ks_"))
     try:
         build_tree(work / "sc", args.num_clips)
-        rows = [(w, run_case(work / "sc", work, w, args.steps, args.log_step, args.device)) for w in args.workers]
+        cases = [(p, w) for p in args.pack for w in args.workers]
+        rows = [(p, w, run_case(work / "sc", work, w, p, args.steps, args.log_step, args.device)) for p, w in cases]
     finally:
         shutil.rmtree(work)
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print("| device | DataLoader workers | utterances/s | audio s/s | data wait |")
-    print("|---|---|---|---|---|")
-    for workers, r in rows:
-        print(f"| {name} | {workers} | {r['utt_per_s']:,.0f} | {r['audio_s_per_s']:,.0f} | {100 * r['data_wait']:.1f} % |")
+    print("| device | pack_audio | DataLoader workers | utterances/s | vs first row | data wait |")
+    print("|---|---|---|---|---|---|")
+    first = rows[0][2]["utt_per_s"]
+    for pack, workers, r in rows:
+        print(f"| {name} | {pack} | {workers} | {r['utt_per_s']:,.0f} | {r['utt_per_s'] / first:.2f}x "
+              f"| {100 * r['data_wait']:.1f} % |")
     print(f"(load average after the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", file=sys.stderr)
 
 

@@ -278,3 +278,17 @@ def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     for field in ("action", "object", "location"):
         assert results["test"][f"accuracy_{field}"] >= results["test"]["accuracy"]
         assert (target / "results" / f"test.confusion_{field}.png").is_file()
+
+
+def test_ks_trains_the_same_from_packed_clips_as_from_the_files(cli, tmp_path, isolated_cache):
+    def train(name: str, pack: str) -> dict:
+        target = tmp_path / name
+        result = cli("run", "ks", "--stop", "2", "--target-dir", target, *FAST, f"build_dataset.pack_audio={pack}",
+                     "build_dataset.max_secs=0.8", "train.total_steps=30", "train.eval_step=30", "train.save_step=30")
+        assert result.exit_code == 0, result.stderr
+        return torch.load(target / "checkpoints" / "step-30.ckpt", weights_only=True)["model"]
+
+    packed, files = train("packed", "true"), train("files", "false")
+    assert packed.keys() == files.keys() and all(torch.equal(packed[k], files[k]) for k in packed)
+    packs = {p.name.split("-")[0] for p in isolated_cache.rglob("packed/*.json")}
+    assert {"train", "valid"} <= packs

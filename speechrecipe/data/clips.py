@@ -2,14 +2,18 @@
 
 A row's clip is the whole file, or, when the row has a "start", the `num_frames` frames of the
 file from that frame on (e.g. a 1 s `_silence_` crop of a long noise recording). Both count
-frames of the file at its own rate, as the manifest stores them.
+frames of the file at its own rate, as the manifest stores them. With a pack (data/packed.py) the
+clip is sliced from it instead of read from the file: the same samples, without opening a file.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
+import torch
+
 from speechrecipe.data.audio import read_audio
+from speechrecipe.data.packed import PackedClips
 from speechrecipe.data.preprocessors import WaveformBatcher
 
 
@@ -30,13 +34,42 @@ class Clip(WaveformBatcher):
 
     labels: FieldLabels | None = None
     max_secs: float | None = None
+    packed: PackedClips | None = None
 
     def preprocessing(self, row: dict, rng: random.Random) -> dict:
-        start, frames = int(row.get("start", 0)), int(row["num_frames"])
+        offset, frames = self._span(row, rng)
+        if self.packed is None:
+            wav = read_audio(row["path"], int(row.get("start", 0)) + offset, frames, self.sample_rate)
+        else:
+            wav = torch.from_numpy(self.packed.clip(row["id"], *self._packed_span(row, offset, frames)))
+        return {"id": row["id"], "wav": wav, **self._labels(row)}
+
+    def make_batch(self, rows: list[dict], seeds: list[int]) -> dict:
+        """With a pack, the padded batch is sliced from it in one pass (no per-clip tensors)."""
+        if self.packed is None:
+            return super().make_batch(rows, seeds)
+        spans = []
+        for row, seed in zip(rows, seeds):
+            offset, frames = self._span(row, random.Random(seed) if self.max_secs is not None else None)
+            spans.append((row["id"], *self._packed_span(row, offset, frames)))
+        wavs, lens = self.packed.batch(spans)
+        return self.assemble([{"id": row["id"], **self._labels(row)} for row in rows], wavs, lens)
+
+    def _span(self, row: dict, rng: random.Random | None) -> tuple[int, int]:
+        """(offset into the row's clip, frames), in frames of the file; a random crop with max_secs."""
+        offset, frames = 0, int(row["num_frames"])
         if self.max_secs is not None:
             want = int(self.max_secs * int(row["sample_rate"]))
             if frames > want:
-                start += rng.randrange(frames - want + 1)
-                frames = want
-        wav = read_audio(row["path"], start, frames, self.sample_rate)
-        return {"id": row["id"], "wav": wav, **(self.labels(row) if self.labels else {})}
+                offset, frames = rng.randrange(frames - want + 1), want
+        return offset, frames
+
+    def _packed_span(self, row: dict, offset: int, frames: int) -> tuple[int, int]:
+        """The span in frames of the pack, which holds the clip at the target rate (-1: to its end)."""
+        if frames == int(row["num_frames"]):
+            return 0, -1
+        ratio = self.sample_rate / int(row["sample_rate"])
+        return round(offset * ratio), int(frames * ratio)
+
+    def _labels(self, row: dict) -> dict:
+        return self.labels(row) if self.labels else {}

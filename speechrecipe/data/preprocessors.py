@@ -30,6 +30,10 @@ class WaveformBatcher:
 
     def collate_fn(self, samples: list[dict]) -> dict:
         wavs, lens = pad_waveforms([s["wav"] for s in samples])
+        return self.assemble(samples, wavs, lens)
+
+    def assemble(self, samples: list[dict], wavs: torch.Tensor, lens: torch.Tensor) -> dict:
+        """The batch dict of padded `wavs` [B, T] and the samples' ids and `label_keys`."""
         batch = {
             "ids": [s["id"] for s in samples],
             "wavs": wavs,
@@ -39,6 +43,9 @@ class WaveformBatcher:
         for key in self.label_keys:
             batch[key] = torch.tensor([s[key] for s in samples], dtype=torch.long)
         return batch
+
+    def make_batch(self, rows: list[dict], seeds: list[int]) -> dict:
+        return self.collate_fn([self.preprocessing(row, random.Random(seed)) for row, seed in zip(rows, seeds)])
 
     def find_length(self, row: dict) -> int:
         return int(row["num_frames"])

@@ -83,7 +83,8 @@ class EpochBatchSampler:
 
     def epoch_batches(self, epoch: int) -> list[list[Key]]:
         """This epoch's batches (for this rank), each key with its sample seed."""
-        if epoch not in self._cache:
+        cached = self._cache.get(epoch)
+        if cached is None:  # a pure function of (seed, epoch): the loader's thread may compute it too
             rng = random.Random(sample_seed(self.seed, epoch, -1))
             order = self._order(rng)
             batches = self._fixed(order) if self.batch_size else self._budget(order, rng)
@@ -92,10 +93,10 @@ class EpochBatchSampler:
                 keyed.append([(i, sample_seed(self.seed, epoch, slot + j)) for j, i in enumerate(batch)])
                 slot += len(batch)
             usable = len(keyed) - len(keyed) % self.world_size if self.world_size > 1 else len(keyed)
+            cached = keyed[self.rank : usable : self.world_size]
             # Keep two epochs: the loader prefetches the next while the trainer counts this one.
-            self._cache = {e: b for e, b in self._cache.items() if e == epoch - 1}
-            self._cache[epoch] = keyed[self.rank : usable : self.world_size]
-        return self._cache[epoch]
+            self._cache = {**{e: b for e, b in self._cache.items() if e == epoch - 1}, epoch: cached}
+        return cached
 
     def num_batches(self, epoch: int) -> int:
         return len(self.epoch_batches(epoch))

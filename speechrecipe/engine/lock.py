@@ -7,18 +7,9 @@ import socket
 from pathlib import Path
 
 from speechrecipe.errors import SpeechRecipeError
+from speechrecipe.process import pid_alive
 
 log = logging.getLogger(__name__)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TargetLock:
@@ -52,7 +43,7 @@ class TargetLock:
 
     def _check_stale(self) -> None:
         holder = self._holder()
-        if holder and holder[1] == socket.gethostname() and _alive(holder[0]) and holder[0] != os.getpid():
+        if holder and holder[1] == socket.gethostname() and pid_alive(holder[0]) and holder[0] != os.getpid():
             raise SpeechRecipeError(
                 f"{self.path.parent} is in use by a live run (pid {holder[0]}); "
                 "wait for it to finish or use another --target-dir"

@@ -34,6 +34,7 @@ TRAIN_IGNORED = (
     "train.valid_metric",
     "train.valid_higher_better",
     "train.max_nonfinite_updates",
+    "train.prefetch_batches",
 )
 # train.* keys that may change on resume: training continues from the latest checkpoint.
 TRAIN_RESUME_SAFE = ("train.total_steps",)
@@ -143,6 +144,13 @@ class Problem:
         for section, module in (("build_optimizer", "torch.optim"), ("build_scheduler", "torch.optim.lr_scheduler")):
             if section in self.conf:
                 check_torch_class(section, self.conf[section], module)
+        from speechrecipe.errors import ConfigError
+
+        train = self.conf.get("train", {})
+        if "num_workers" in train and self.num_workers < 0:
+            raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")
+        if int(train.get("prefetch_batches", 0)) < 0:
+            raise ConfigError(f"train.prefetch_batches: {train.prefetch_batches} must be 0 or more")
 
     # ----- runtime --------------------------------------------------------------------
     @property

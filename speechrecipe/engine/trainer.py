@@ -27,6 +27,7 @@ from speechrecipe.data.dataset import ManifestDataset, make_loader
 from speechrecipe.data.sampler import EpochBatchSampler
 from speechrecipe.engine import checkpoint as ckpt
 from speechrecipe.engine.paths import ExperimentPaths
+from speechrecipe.engine.prefetch import Prefetch
 from speechrecipe.errors import Interrupted, RunFailure
 
 log = logging.getLogger(__name__)
@@ -204,11 +205,18 @@ class Trainer:
             self.dataset, self.sampler, self.num_workers, self.state.epoch, self.state.position,
             endless=True, pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_signals_in_worker,
         )
-        with self._signals():
-            batches = iter(loader)
-            if resumed is not None:
-                batches = self._timed_first_batch(batches, began, resumed, restored)
-            self._loop(batches, total)
+        # with no workers, a thread can make the next batches while the step runs
+        depth = int(self.conf.get("prefetch_batches", 0))
+        prefetch = Prefetch(iter(loader), depth) if self.num_workers == 0 and depth > 0 else None
+        batches = prefetch or iter(loader)
+        try:
+            with self._signals():
+                if resumed is not None:
+                    batches = self._timed_first_batch(batches, began, resumed, restored)
+                self._loop(batches, total)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
         return self.state
 
     def _timed_first_batch(self, batches, began: float, source: Path, restored: float):

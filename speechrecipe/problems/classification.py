@@ -104,8 +104,13 @@ class UtteranceClassification(Problem):
 
         labels = FieldLabels(tuple(encoders), tuple(e.index for e in encoders.values()))
         max_secs = conf.max_secs if split == "train" else None
-        clip = Clip(conf.sample_rate, ("labels",), labels, max_secs)
-        return ManifestDataset(read_jsonl(self.paths.manifest(split)), clip)
+        rows = read_jsonl(self.paths.manifest(split))
+        packed = None
+        if conf.pack_audio and rows:
+            from speechrecipe.data.packed import open_or_build
+
+            packed = open_or_build(rows, self.paths.manifest(split), self.paths.cache / "packed", conf.sample_rate)
+        return ManifestDataset(rows, Clip(conf.sample_rate, ("labels",), labels, max_secs, packed))
 
     def build_batch_sampler(self, conf: DictConfig, dataset):
         """Shuffled batches; with balance_by, each epoch draws with replacement so every class is equally likely."""
