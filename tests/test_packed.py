@@ -149,3 +149,12 @@ def test_prefetch_keeps_order_raises_at_the_failing_item_and_stops_on_close():
     count = len(made)
     assert not any(t.name == "prefetch" and t.is_alive() for t in threading.enumerate())
     assert len(made) == count <= 4  # made at most `depth` ahead, and nothing after close
+
+
+def test_a_file_that_cannot_be_decoded_is_named(tmp_path):
+    rows = clip_rows(tmp_path)[:2]
+    Path(rows[1]["path"]).write_bytes(b"RIFF....WAVEfmt garbage")
+    for order in (rows, rows[::-1]):  # found while packing, or already when choosing the sample type
+        with pytest.raises(DataError, match=r"c1.wav: cannot be decoded for packing .*check_audio=full"):
+            open_or_build(order, manifest(tmp_path, order), tmp_path / "packed", RATE)
+    assert not list((tmp_path / "packed").iterdir())  # nothing half-written left

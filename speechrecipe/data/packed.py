@@ -148,7 +148,11 @@ def _write_samples(rows: Sequence[dict], path: Path, sample_rate: int, dtype, na
     offsets = [0]
     with open(path, "wb") as out:
         for row in tqdm(rows, desc=f"pack {name}", unit="clip", leave=False):
-            clip = _decode(row, sample_rate, dtype)
+            try:
+                clip = _decode(row, sample_rate, dtype)
+            except (sf.LibsndfileError, RuntimeError, OSError) as error:
+                raise DataError(f"{row['path']}: cannot be decoded for packing ({error}); prepare again with "
+                                "prepare_data.check_audio=full, which leaves such files out") from error
             if clip is None:
                 return None
             out.write(clip.tobytes())
@@ -157,7 +161,10 @@ def _write_samples(rows: Sequence[dict], path: Path, sample_rate: int, dtype, na
 
 
 def _is_pcm16_at(row: dict, sample_rate: int) -> bool:
-    info = sf.info(row["path"])
+    try:
+        info = sf.info(row["path"])
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False  # reading it for the pack names the file
     return info.subtype == "PCM_16" and info.samplerate == sample_rate and info.channels == 1
 
 
