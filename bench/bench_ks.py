@@ -1,14 +1,14 @@
 """Keyword-spotting training throughput and the share of time spent waiting for data (1 s clips).
 
-    .venv/bin/python bench/bench_ks.py --num-clips 2400 --steps 300 --workers 0 1 2 --pack true false
+    .venv/bin/python bench/bench_ks.py --num-clips 2400 --steps 300
 
 Builds a Speech Commands v0.02 tree of N one-second 16 kHz WAV clips (12 words, 10 % of them
-in each of the validation and testing lists, two 30 s noise files), then for each DataLoader
-worker count and `build_dataset.pack_audio` setting runs `speechrecipe run ks --stop 2` with the
-default model (fbank + mean pooling + linear, the cheapest head, so data loading shows most) in
-its own process. From
-train_log.jsonl it averages utt_per_s, audio_s_per_s and data_wait (the share of wall time the
-loop waited for a batch) over the log steps after the first (which includes worker start-up).
+in each of the validation and testing lists, two 30 s noise files), then for each case (clips
+read from their files or sliced from a pack, DataLoader workers, prefetch thread) runs
+`speechrecipe run ks --stop 2` with the default model (fbank + mean pooling + linear, the
+cheapest head, so data loading shows most) in its own process. From train_log.jsonl it averages
+utt_per_s, audio_s_per_s and data_wait (the share of wall time the loop waited for a batch) over
+the log steps after the first (which includes worker start-up and building the pack).
 Prints one Markdown row per case, with throughput as a ratio to the first case.
 """
 from __future__ import annotations
@@ -51,19 +51,24 @@ def build_tree(root: Path, num_clips: int) -> None:
         sf.write(noise_dir / f"noise{k}.wav", noise, RATE, subtype="PCM_16")
 
 
-def run_case(root: Path, work: Path, workers: int, pack: str, steps: int, log_step: int, device: str) -> dict:
+def run_case(root: Path, target: Path, case: str, steps: int, log_step: int, device: str) -> dict:
     """One training run in its own process; averages of the train log after its first entry."""
-    target = work / f"exp-w{workers}-{pack}"
+    pack, workers, prefetch = case.split(":")
     command = [sys.executable, "-m", "speechrecipe", "run", "ks", "--stop", "2", "--target-dir", str(target),
-               "--num-workers", str(workers), "--device", device, f"prepare_data.dataset_root={root}",
-               f"build_dataset.pack_audio={pack}",
+               "--num-workers", workers, "--device", device, f"prepare_data.dataset_root={root}",
+               f"build_dataset.pack_audio={pack == 'pack'}", f"train.prefetch_batches={prefetch}",
                f"train.total_steps={steps}", f"train.log_step={log_step}", f"train.eval_step={steps}",
                f"train.save_step={steps}", "prepare_data.check_audio=header"]
-    env = {**os.environ, "SPEECHRECIPE_CACHE_DIR": str(work / "cache")}
+    env = {**os.environ, "SPEECHRECIPE_CACHE_DIR": str(target.parent / "cache")}
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     events = [json.loads(line) for line in (target / "train_log.jsonl").read_text().splitlines()]
     train = [e for e in events if e.get("event") == "train"][1:]
     return {key: sum(e[key] for e in train) / len(train) for key in ("utt_per_s", "audio_s_per_s", "data_wait")}
+
+
+# files|pack : DataLoader workers : train.prefetch_batches. The first is the baseline: clips read from
+# their files in the training process, as before packing (the fastest setting then).
+CASES = ["files:0:0", "files:1:0", "files:0:2", "pack:0:0", "pack:0:2", "pack:1:0", "pack:2:0"]
 
 
 def main() -> None:
@@ -71,27 +76,26 @@ def main() -> None:
     parser.add_argument("--num-clips", type=int, default=2400)
     parser.add_argument("--steps", type=int, default=300, help="updates per run (batch size 32)")
     parser.add_argument("--log-step", type=int, default=25)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--pack", nargs="+", default=["false", "true"], choices=["true", "false"],
-                        help="build_dataset.pack_audio settings to run")
+    parser.add_argument("--cases", nargs="+", default=CASES, help="files|pack:workers:prefetch_batches, first = baseline")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_ks_"))
     try:
         build_tree(work / "sc", args.num_clips)
-        cases = [(p, w) for p in args.pack for w in args.workers]
-        rows = [(p, w, run_case(work / "sc", work, w, p, args.steps, args.log_step, args.device)) for p, w in cases]
+        rows = [(case, run_case(work / "sc", work / f"exp-{i}", case, args.steps, args.log_step, args.device))
+                for i, case in enumerate(args.cases)]
     finally:
         shutil.rmtree(work)
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print("| device | pack_audio | DataLoader workers | utterances/s | vs first row | data wait |")
-    print("|---|---|---|---|---|---|")
-    first = rows[0][2]["utt_per_s"]
-    for pack, workers, r in rows:
-        print(f"| {name} | {pack} | {workers} | {r['utt_per_s']:,.0f} | {r['utt_per_s'] / first:.2f}x "
+    print("| device | clips from | DataLoader workers | prefetch_batches | utterances/s | vs first row | data wait |")
+    print("|---|---|---|---|---|---|---|")
+    first = rows[0][1]["utt_per_s"]
+    for case, r in rows:
+        pack, workers, prefetch = case.split(":")
+        print(f"| {name} | {pack} | {workers} | {prefetch} | {r['utt_per_s']:,.0f} | {r['utt_per_s'] / first:.2f}x "
               f"| {100 * r['data_wait']:.1f} % |")
     print(f"(load average after the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", file=sys.stderr)
 
