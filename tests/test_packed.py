@@ -18,7 +18,7 @@ from speechrecipe.data.dataset import ManifestDataset, make_loader
 from speechrecipe.data.packed import open_or_build
 from speechrecipe.data.sampler import EpochBatchSampler
 from speechrecipe.engine.prefetch import Prefetch
-from speechrecipe.errors import DataError
+from speechrecipe.errors import DataError, RunFailure
 
 RATE = 16000
 
@@ -158,3 +158,20 @@ def test_a_file_that_cannot_be_decoded_is_named(tmp_path):
         with pytest.raises(DataError, match=r"c1.wav: cannot be decoded for packing .*check_audio=full"):
             open_or_build(order, manifest(tmp_path, order), tmp_path / "packed", RATE)
     assert not list((tmp_path / "packed").iterdir())  # nothing half-written left
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_while_packing_is_one_line_and_leaves_no_pack(tmp_path, monkeypatch):
+    rows = clip_rows(tmp_path)
+    real_open = open
+
+    def full_open(path, mode="r", *args, **kwargs):  # the samples file lands on a full disk
+        if str(path).endswith(".samples") and "w" in mode:
+            return real_open("/dev/full", mode, *args, **kwargs)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_open)
+    with pytest.raises(RunFailure, match=r"could not write the pack of .*train.jsonl .*No space left on device; free space"):
+        open_or_build(rows, manifest(tmp_path, rows), tmp_path / "packed", RATE)
+    monkeypatch.undo()
+    assert not list((tmp_path / "packed").iterdir())

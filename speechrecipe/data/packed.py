@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from speechrecipe.data.audio import read_audio
-from speechrecipe.errors import DataError
+from speechrecipe.errors import DataError, RunFailure
 from speechrecipe.process import pid_alive
 
 if TYPE_CHECKING:
@@ -122,6 +122,9 @@ def _build(rows: Sequence[dict], stem: Path, sample_rate: int, manifest: Path) -
         np.save(tmp.with_suffix(".npy"), np.asarray(offsets, dtype=np.int64))
         os.replace(tmp, stem.with_suffix(".samples"))
         os.replace(tmp.with_suffix(".npy"), stem.with_suffix(".npy"))
+    except OSError as error:  # disk full, permissions: nothing of the experiment is touched
+        raise RunFailure(f"could not write the pack of {manifest} in {stem.parent}: {error.strerror or error}; "
+                         "free space there (or set build_dataset.pack_audio=false) and run the same command again") from error
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".npy").unlink(missing_ok=True)
