@@ -14,6 +14,7 @@ The key is the manifest's sha256 and the sample rate, so an edited manifest gets
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -99,7 +100,12 @@ def open_or_build(rows: Sequence[dict], manifest: Path, directory: Path, sample_
                         "set build_dataset.pack_audio=false")
     stem = directory / f"{manifest.stem}-{file_digest(manifest)[:16]}-{sample_rate}"
     if not stem.with_suffix(".json").is_file():
-        _build(rows, stem, sample_rate, manifest)
+        directory.mkdir(parents=True, exist_ok=True)
+        # one builder at a time (torchrun ranks, experiments sharing the cache); the rest then find it
+        with open(stem.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not stem.with_suffix(".json").is_file():
+                _build(rows, stem, sample_rate, manifest)
     return PackedClips(stem)
 
 

@@ -6,6 +6,7 @@ at batch k of an epoch rebuilds exactly the batches an uninterrupted run would s
 """
 from __future__ import annotations
 
+import copy
 import random
 from typing import Iterator, Sequence
 
@@ -97,6 +98,12 @@ class EpochBatchSampler:
             # Keep two epochs: the loader prefetches the next while the trainer counts this one.
             self._cache = {**{e: b for e, b in self._cache.items() if e == epoch - 1}, epoch: cached}
         return cached
+
+    def shard(self, rank: int, world_size: int) -> "EpochBatchSampler":
+        """The same batches, this rank's share of them (every world_size-th, equal counts per rank)."""
+        shard = copy.copy(self)
+        shard.rank, shard.world_size, shard._cache = rank, world_size, {}
+        return shard
 
     def num_batches(self, epoch: int) -> int:
         return len(self.epoch_batches(epoch))

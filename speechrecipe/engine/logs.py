@@ -51,3 +51,11 @@ def detach_file_log() -> None:
         if isinstance(handler, logging.FileHandler):
             root.removeHandler(handler)
             handler.close()
+
+
+def follower_console(rank: int) -> None:
+    """torchrun ranks other than 0: warnings and errors only, each line marked with the rank."""
+    for handler in logging.getLogger(ROOT).handlers:
+        if isinstance(handler, TqdmHandler):
+            handler.setLevel(max(handler.level, logging.WARNING))
+            handler.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))

@@ -155,11 +155,16 @@ class Problem:
     # ----- runtime --------------------------------------------------------------------
     @property
     def device(self) -> str:
-        if self.context.device != "auto":
-            return self.context.device
-        import torch
+        """cpu or cuda (under torchrun, cuda:LOCAL_RANK: one GPU a process)."""
+        from speechrecipe.engine import distributed
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = self.context.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        world = distributed.world()
+        return f"cuda:{world.local_rank}" if device == "cuda" and world.distributed else device
 
     @property
     def num_workers(self) -> int:

@@ -15,13 +15,14 @@ from omegaconf import DictConfig
 
 from speechrecipe import config as cfglib
 from speechrecipe.data.manifest import file_digest
+from speechrecipe.engine import distributed
 from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.lock import TargetLock
 from speechrecipe.engine.logs import attach_file_log, detach_file_log
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.problem import Problem, Stage
 from speechrecipe.engine.records import MISSING, StageRecord, StageState, compare
-from speechrecipe.errors import ConfigError
+from speechrecipe.errors import ConfigError, RunFailure
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +177,43 @@ class Runner:
     # ----- running -------------------------------------------------------------------
     def run(self, start: int, stop: int, clear_cache: bool = False) -> None:
         self.check_range(start, stop)
+        world = distributed.world()
+        if not world.distributed:
+            return self._run_main(start, stop, clear_cache)
+        distributed.start(self.problem.device)
+        try:
+            self._run_main(start, stop, clear_cache) if world.main else self._follow()
+        finally:
+            distributed.stop()
+
+    def _run_main(self, start: int, stop: int, clear_cache: bool) -> None:
         self.paths.target_dir.mkdir(parents=True, exist_ok=True)
         with TargetLock(self.paths.lock):
             attach_file_log(self.paths.log)
             try:
                 self._run_locked(start, stop, clear_cache)
-            except Exception:
+                distributed.broadcast({"end": True})
+            except Exception as error:
                 log.debug("run failed", exc_info=True)  # the traceback goes to log.txt only
+                if not getattr(error, "in_training", False):  # other ranks wait for the next message
+                    distributed.broadcast({"failed": str(error)})
                 raise
             finally:
                 detach_file_log()
+
+    def _follow(self) -> None:
+        """torchrun ranks > 0: train when rank 0 trains; rank 0 does every other stage alone."""
+        from speechrecipe.engine.logs import follower_console
+
+        follower_console(distributed.world().rank)
+        while True:
+            message = distributed.broadcast(None)
+            if "train" in message:
+                self.problem.run_stage(message["train"])
+            elif "failed" in message:
+                raise RunFailure("rank 0 stopped with an error; this rank stops with it")
+            else:
+                return
 
     def _run_locked(self, start: int, stop: int, clear_cache: bool) -> None:
         log.info("speechrecipe run %s in %s (stages %d..%d)", self.problem.conf_name, self.paths.target_dir, start, stop)
@@ -221,7 +249,15 @@ class Runner:
             self.guard_checkpoints()
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             (self.paths.checkpoints / TRAIN_RUN_FILE).write_text(json.dumps(self.train_deps(), indent=1, default=str))
-        files = self.problem.run_stage(stage.number) or []
+        if stage.number == self.problem.training_stage:
+            distributed.broadcast({"train": stage.number})  # the other ranks train with this one
+            try:
+                files = self.problem.run_stage(stage.number) or []
+            except Exception as error:
+                error.in_training = True  # the other ranks stop with it (torchrun ends them)
+                raise
+        else:
+            files = self.problem.run_stage(stage.number) or []
         deps = self.deps(stage)
         record = StageRecord(
             stage=stage.number,

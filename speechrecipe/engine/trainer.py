@@ -24,8 +24,9 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from speechrecipe.data.dataset import ManifestDataset, make_loader
-from speechrecipe.data.sampler import EpochBatchSampler
+from speechrecipe.data.sampler import EpochBatchSampler, sample_seed
 from speechrecipe.engine import checkpoint as ckpt
+from speechrecipe.engine import distributed
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.prefetch import Prefetch
 from speechrecipe.errors import Interrupted, RunFailure
@@ -97,13 +98,17 @@ class Window:
     def __init__(self) -> None:
         self.began, self.wait, self.losses, self.items, self.seconds = time.perf_counter(), 0.0, [], 0, 0.0
 
-    def summary(self) -> dict[str, float]:
+    def summary(self, device: Any = "cpu") -> dict[str, float]:
+        """Rates over the window; under torchrun, of all ranks together (loss and wait: their mean)."""
         elapsed = max(time.perf_counter() - self.began, 1e-9)
+        ranks = distributed.world().size
+        items, seconds, wait, loss_sum, losses = distributed.total(
+            [self.items, self.seconds, self.wait, sum(self.losses), len(self.losses)], device)
         return {
-            "loss": sum(self.losses) / max(len(self.losses), 1),
-            "utt_per_s": self.items / elapsed,
-            "audio_s_per_s": self.seconds / elapsed,
-            "data_wait": self.wait / elapsed,
+            "loss": loss_sum / max(losses, 1),
+            "utt_per_s": items / elapsed,
+            "audio_s_per_s": seconds / elapsed,
+            "data_wait": wait / ranks / elapsed,
         }
 
 
@@ -133,6 +138,11 @@ class Trainer:
         self.precision = self._precision(str(conf.precision))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.params = [p for p in task.parameters() if p.requires_grad]
+        # under torchrun: this rank's share of the batches, and a DDP wrapper for the train step
+        self.world = distributed.world()
+        if self.world.distributed:
+            self.sampler = sampler.shard(self.world.rank, self.world.size)
+        self.model: torch.nn.Module = task
 
     def _precision(self, wanted: str) -> str:
         if self.device.type != "cuda" and wanted != "fp32":
@@ -161,9 +171,16 @@ class Trainer:
         }
 
     def save(self) -> None:
+        """Every rank calls this at the same step; rank 0 writes, with every rank's RNG states."""
         began = time.perf_counter()
-        ckpt.save_step(self.checkpoint_state(), self.paths.checkpoints, self.state.step, int(self.conf.keep_num_ckpts or 0))
-        self.event("save", seconds=time.perf_counter() - began)
+        rngs = distributed.gather(capture_rng()) if self.world.distributed else None
+        if self.world.main:
+            state = self.checkpoint_state()
+            if rngs is not None:
+                state["rng_ranks"] = rngs
+            ckpt.save_step(state, self.paths.checkpoints, self.state.step, int(self.conf.keep_num_ckpts or 0))
+            self.event("save", seconds=time.perf_counter() - began)
+        distributed.barrier()  # no rank runs ahead of a checkpoint that may yet fail to write
 
     def restore(self) -> Path | None:
         """Load the latest checkpoint (or train.resume_ckpt_dir's) into everything; its path, or None."""
@@ -181,12 +198,33 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"])
+        self._restore_rng(state)
         self.state = TrainingState(**state["counters"])
         log.info("resuming from %s (step %d)", path, self.state.step)
         return path
 
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        ranks = state.get("rng_ranks")
+        if not self.world.distributed:
+            restore_rng(state["rng"])
+        elif ranks is not None and len(ranks) == self.world.size:
+            restore_rng(ranks[self.world.rank])
+        else:
+            if self.world.main:
+                log.warning("resuming on %d processes from a checkpoint saved by %d: training continues, but not "
+                            "as the original run would have", self.world.size, len(ranks) if ranks else 1)
+            self._seed_rank()
+
+    def _seed_rank(self) -> None:
+        """Under torchrun, a different random stream per rank (dropout, SpecAugment masks)."""
+        seed = sample_seed(int(self.conf.seed), -2, self.world.rank)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
     def event(self, kind: str, **fields: Any) -> None:
+        if not self.world.main:
+            return
         with open(self.paths.train_log, "a") as handle:
             handle.write(json.dumps({"event": kind, "step": self.state.step, **fields}) + "\n")
 
@@ -194,8 +232,17 @@ class Trainer:
     def run(self) -> TrainingState:
         self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
         self.task.to(self.device)
+        if self.world.distributed:
+            self._seed_rank()
         began = time.perf_counter()
         resumed = self.restore()
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.task, device_ids=ids)
+            if self.world.main:
+                log.info("training on %d processes (torchrun), %s each", self.world.size, self.device.type)
         restored = time.perf_counter() - began
         total = int(self.conf.total_steps)
         if self.state.step >= total:
@@ -243,7 +290,8 @@ class Trainer:
     def _loop(self, batches, total: int) -> None:
         self.task.train()
         window = Window()
-        bar = tqdm(total=total, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not self.world.main)
         try:
             while self.state.step < total:
                 # forward passes update buffers (batch-norm statistics) even when the loss is NaN
@@ -254,6 +302,8 @@ class Trainer:
                     self._count_nonfinite()
                 bar.update(1)
                 self._after_update(window, bar, total)
+                if self.world.distributed:  # every rank stops at the same update
+                    self.signal = distributed.any_value(self.signal or 0, self._collective_device) or None
                 if self.signal is not None:
                     self.save()
                     name = signal.Signals(self.signal).name
@@ -272,18 +322,25 @@ class Trainer:
 
     def _accumulate(self, batches, window: Window) -> bool:
         accumulate, ok = int(self.conf.gradient_accumulate), True
-        for _ in range(accumulate):
+        for micro in range(accumulate):
             began = time.perf_counter()
             batch = next(batches)
             window.wait += time.perf_counter() - began
             self._advance()
-            with self.autocast():
-                loss = self.task(move_to(batch, self.device))["loss"]
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                ok = False
-                continue
-            self.scaler.scale(loss / accumulate).backward()
+            # DDP averages gradients on the last micro-batch's backward only
+            last = micro == accumulate - 1
+            sync = contextlib.nullcontext() if last or not self.world.distributed else self.model.no_sync()
+            with sync:
+                with self.autocast():
+                    loss = self.model(move_to(batch, self.device))["loss"]
+                value = float(loss.detach())
+                finite = math.isfinite(value)
+                if self.world.distributed:  # a rank that skipped backward would stall the others
+                    finite = distributed.all_true(finite, self._collective_device)
+                if not finite:
+                    ok = False
+                    continue
+                self.scaler.scale(loss / accumulate).backward()
             window.losses.append(value)
             window.items += len(batch["ids"])
             window.seconds += float(batch.get("audio_seconds", 0.0))
@@ -334,7 +391,7 @@ class Trainer:
     def _after_update(self, window: Window, bar: tqdm, total: int) -> None:
         step = self.state.step
         if step % int(self.conf.log_step) == 0 or step == total:
-            stats = window.summary()
+            stats = window.summary(self._collective_device)
             lr = self.optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{stats['loss']:.3f}", utt_s=f"{stats['utt_per_s']:.1f}", wait=f"{stats['data_wait']:.0%}")
             self.event("train", lr=lr, **stats)
@@ -346,7 +403,18 @@ class Trainer:
         if step % int(self.conf.save_step) == 0 or step == total:
             self.save()
 
+    @property
+    def _collective_device(self) -> torch.device:
+        """Where small tensors for collectives live: the GPU with nccl, else the CPU (gloo)."""
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
     def _validate(self) -> None:
+        """Rank 0 validates (and keeps valid_best) while the other ranks wait."""
+        if self.world.main:
+            self._validate_here()
+        distributed.barrier()
+
+    def _validate_here(self) -> None:
         self.task.eval()
         metrics = self.validate()
         self.task.train()

@@ -1,0 +1,134 @@
+"""torch.distributed under torchrun: who this process is, and the few collectives the engine needs.
+
+`torchrun --nproc-per-node N -m speechrecipe run ...` starts N copies of the same command with
+RANK, WORLD_SIZE and LOCAL_RANK set. Rank 0 does everything a single process does (the lock,
+the records, stages 0, 1, 3 and 4, checkpoints, logs); every rank trains, each on its own shard
+of the batches, with gradients averaged by DistributedDataParallel. Without torchrun every
+function here is a no-op for a world of one. Imports torch only when a group is started.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+# A stage on rank 0 (preparing VoxCeleb, evaluating) can take hours while the others wait.
+WAIT = datetime.timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def world() -> World:
+    """This process's place in the torchrun job (rank 0 of 1 without torchrun)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def start(device: str) -> None:
+    """Join the process group (gloo on CPU, nccl on CUDA) once; a no-op for a world of one."""
+    import torch.distributed as dist
+
+    if not world().distributed or dist.is_initialized():
+        return
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(world().local_rank)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=WAIT)
+
+
+def stop() -> None:
+    """Leave the process group (its threads must be gone before the interpreter exits)."""
+    if _active():
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if _active():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's `value`, on every rank."""
+    if not _active():
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(value: Any) -> list[Any] | None:
+    """Every rank's `value`, in rank order, on rank 0 (None elsewhere)."""
+    if not _active():
+        return [value]
+    import torch.distributed as dist
+
+    out = [None] * world().size if world().main else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def all_true(flag: bool, device: Any = "cpu") -> bool:
+    """Whether `flag` holds on every rank."""
+    if not _active():
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def any_value(value: int, device: Any = "cpu") -> int:
+    """The largest of every rank's `value` (e.g. a signal number, 0 for none)."""
+    if not _active():
+        return value
+    import torch
+    import torch.distributed as dist
+
+    box = torch.tensor([value], device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box.item())
+
+
+def total(values: list[float], device: Any = "cpu") -> list[float]:
+    """Element-wise sums over ranks."""
+    if not _active():
+        return values
+    import torch
+    import torch.distributed as dist
+
+    box = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(box)
+    return box.tolist()
+
+
+def _active() -> bool:
+    if not world().distributed:
+        return False
+    import torch.distributed as dist
+
+    return dist.is_initialized()

@@ -1,0 +1,110 @@
+"""torchrun: two CPU processes (gloo) train one model on two shards of the batches, resume exactly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_resume import TINY, assert_identical, final_state, wait_for
+
+
+STEPS = 60  # long enough (a few seconds) to be killed in the middle
+
+
+def torchrun(target: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "speechrecipe", "run", "asv", "--target-dir", str(target), "-c", str(TINY),
+            f"train.total_steps={STEPS}", *extra]
+
+
+def run(target: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(torchrun(target, *extra), capture_output=True, text=True, timeout=600)
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted two-process run of stages 0-4."""
+    target = tmp_path_factory.mktemp("ddp-reference")
+    result = run(target)
+    assert result.returncode == 0, result.stderr
+    return target
+
+
+def test_two_processes_train_on_their_shards_and_rank_0_does_the_rest(reference, tmp_path):
+    log = (reference / "log.txt").read_text()
+    assert "training on 2 processes (torchrun)" in log
+    assert (reference / "results" / "results.json").is_file()  # stages 3-4 ran (on rank 0)
+    state = final_state(reference, STEPS)
+    assert len(state["rng_ranks"]) == 2 and not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
+    single = tmp_path / "single"
+    result = subprocess.run([sys.executable, "-m", "speechrecipe", "run", "asv", "--stop", "2", "--target-dir",
+                             str(single), "-c", str(TINY), f"train.total_steps={STEPS}"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    # two shards of 8 clips per update: the model sees other batches than one process would
+    one, two = final_state(single, STEPS)["model"], state["model"]
+    assert any(not torch.equal(one[k], two[k]) for k in one)
+    events = [json.loads(line) for line in (reference / "train_log.jsonl").read_text().splitlines()]
+    assert {e["event"] for e in events} >= {"train", "valid", "save"}  # written once, by rank 0
+    assert len([e for e in events if e["event"] == "save"]) == len(set(e["step"] for e in events if e["event"] == "save"))
+
+
+def test_sigkill_of_the_whole_job_resumes_bit_identical(reference, tmp_path):
+    process = subprocess.Popen(torchrun(tmp_path, "--stop", "2"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: (tmp_path / "checkpoints" / "step-12.ckpt").is_file() or process.poll() is not None, process)
+    time.sleep(0.05)
+    workers = children(process.pid)
+    if process.poll() is None:  # the agent and both workers (torchrun starts each in a session of its own)
+        for pid in [process.pid, *workers]:
+            os.kill(pid, signal.SIGKILL)
+    process.communicate()
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.01)
+    assert not (tmp_path / "checkpoints" / f"step-{STEPS}.ckpt").is_file(), "training ended before the kill"
+    result = run(tmp_path, "--stop", "2")
+    assert result.returncode == 0, result.stderr
+    assert "resuming from" in (tmp_path / "log.txt").read_text()
+    assert_identical(final_state(tmp_path, STEPS), final_state(reference, STEPS))
+
+
+def test_sigterm_to_torchrun_saves_one_checkpoint_and_resumes_bit_identical(reference, tmp_path):
+    process = subprocess.Popen(torchrun(tmp_path, "--stop", "2"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "checkpoints" / "step-12.ckpt").is_file(), process)
+    process.send_signal(signal.SIGTERM)  # torchrun passes it to both workers
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "stopped by SIGTERM at step" in stderr and "run the same command again to resume" in stderr
+    stopped_at = int(stderr.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    assert stopped_at < STEPS and (tmp_path / "checkpoints" / f"step-{stopped_at}.ckpt").is_file()
+    result = run(tmp_path, "--stop", "2")
+    assert result.returncode == 0, result.stderr
+    assert_identical(final_state(tmp_path, STEPS), final_state(reference, STEPS))
+
+
+def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(tmp_path):
+    result = run(tmp_path, "prepare_data.dataset_root=/nonexistent")
+    assert result.returncode != 0
+    assert "error: prepare_data.dataset_root: /nonexistent does not exist" in result.stderr
+    assert "error: rank 0 stopped with an error; this rank stops with it" in result.stderr
