@@ -33,6 +33,8 @@ bench: install
 	$(BIN)/python bench/bench_prepare.py
 	$(BIN)/python bench/bench_asr.py
 	$(BIN)/python bench/bench_ks.py
+	$(BIN)/python bench/bench_torchrun.py --problem asv
+	$(BIN)/python bench/bench_torchrun.py --problem ks
 
 clean:
 	rm -rf exp build *.egg-info
