@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_resume.py
 	$(BIN)/python bench/bench_prepare.py
+	$(BIN)/python bench/bench_corpus_check.py
 	$(BIN)/python bench/bench_asr.py
 	$(BIN)/python bench/bench_ks.py
 	$(BIN)/python bench/bench_torchrun.py --problem asv

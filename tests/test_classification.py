@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import subprocess
 import sys
@@ -292,3 +293,42 @@ def test_ks_trains_the_same_from_packed_clips_as_from_the_files(cli, tmp_path, i
     assert packed.keys() == files.keys() and all(torch.equal(packed[k], files[k]) for k in packed)
     packs = {p.name.split("-")[0] for p in isolated_cache.rglob("packed/*.json")}
     assert {"train", "valid"} <= packs
+
+
+def test_editing_a_list_or_adding_a_clip_prepares_the_corpus_again(cli, speech_commands, tmp_path):
+    target = tmp_path / "exp"
+    args = ("--stop", "1", "--target-dir", target, f"prepare_data.dataset_root={speech_commands}",
+            "prepare_data.words=[\"yes\",\"no\"]", "prepare_data.silence_secs=0.1", "prepare_data.silence_fraction=0.5")
+
+    def run() -> str:
+        result = cli("run", "ks", *args)
+        assert result.exit_code == 0, result.stderr
+        return result.stderr
+
+    def stage0() -> str:
+        result = cli("stages", "ks", *args[2:])
+        return next(line for line in result.stdout.splitlines() if line.startswith("0 "))
+
+    def manifest(split: str) -> list[str]:
+        (path,) = isolated_manifests(split)
+        return sorted(r["id"] for r in read_jsonl(path))
+
+    def isolated_manifests(split: str) -> list[Path]:
+        return [p for p in Path(os.environ["SPEECHRECIPE_CACHE_DIR"]).glob(f"ks/*/{split}.jsonl")
+                if str(speech_commands) in p.read_text()]
+
+    run()
+    assert "stage 0 (prepare data) is up to date; skipping" in run()
+    tests = manifest("test")
+    lists = speech_commands / "testing_list.txt"
+    lists.write_text("".join(lists.read_text().splitlines(keepends=True)[1:]))  # one test clip fewer
+    assert "the corpus changed since it was prepared" in stage0()
+    log = run()
+    assert "testing_list.txt changed); preparing it again" in log
+    assert set(tests) - set(manifest("test")) == {"yes/d0000000_nohash_0"}  # its first line
+    train = manifest("train")
+    write(speech_commands / "yes" / "f0000000_nohash_0.wav", 1600, seed=77)  # a new clip in a word folder
+    log = run()
+    assert f"files were added or removed in {speech_commands / 'yes'}" in log
+    assert set(manifest("train")) - set(train) == {"yes/f0000000_nohash_0"}
+    assert "stage 0 (prepare data) is up to date; skipping" in run()

@@ -186,18 +186,46 @@ class Problem:
         prepare writes into the cache folder itself, so the paths it logs (bad_audio.tsv) are where the
         files stay; summary.json, written last and atomically, marks the folder complete.
         """
+        from speechrecipe.data import corpus_state
         from speechrecipe.engine.checkpoint import write_text_atomic
 
         cache = self.paths.cache
-        if (cache / "summary.json").is_file():
+        fresh = (cache / "summary.json").is_file()
+        if fresh:
+            state = corpus_state.recorded(cache)
+            if state is None:  # prepared before corpus.json existed: watch the corpus from now on
+                corpus_state.record(cache, self.protocol_files(), self.dataset_root)
+            why = corpus_state.changes(state) if state else []
+            if why:
+                log.info("the corpus changed since it was prepared (%s); preparing it again", "; ".join(why))
+            fresh = not why
+        if fresh:
             log.info("prepared data found in cache %s; reusing it", cache)
         else:
             shutil.rmtree(cache, ignore_errors=True)
             cache.mkdir(parents=True)
             summary = prepare(cache)
+            corpus_state.record(cache, self.protocol_files(), self.dataset_root)
             write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
             log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
         return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
+
+    @property
+    def dataset_root(self) -> Path:
+        return Path(str(self.conf.prepare_data.dataset_root)).expanduser().resolve()
+
+    def protocol_files(self) -> list[Path]:
+        """The corpus's small text files stage 0 reads (split and trial lists, CSVs, transcripts):
+        an edit to one prepares the corpus again. Added or removed audio files are noticed anyway."""
+        return []
+
+    def corpus_digest(self) -> str | None:
+        """The prepared corpus's files and folders as they are now (None: not prepared yet)."""
+        from speechrecipe.data import corpus_state
+
+        if not (self.paths.cache / "summary.json").is_file():
+            return None
+        return corpus_state.digest_now(corpus_state.recorded(self.paths.cache))
 
     def train(self, conf: DictConfig, task, dataset, sampler, validate) -> Any:
         """The engine's training loop over this problem's task and data."""

@@ -72,10 +72,15 @@ def _portable(path: str, roots: dict[str, str]) -> str:
     return f"${found[0]}/{found[1]}" if found else path
 
 
-def _input_changed(key: str, now: str | None) -> str:
+CORPUS = "corpus"  # stage 0's input: the corpus files it prepared from (data/corpus_state.py)
+
+
+def _input_changed(key: str, now: str | None) -> str | None:
     """Why an input differs: an earlier stage's record (key: its number) or a file it reads (key: its name)."""
     if key.isdigit():
         return f"stage {key} re-ran since"
+    if key == CORPUS:  # not prepared now (another cache key, or deleted): the other reasons say why
+        return "the corpus changed since it was prepared" if now else None
     return f"{key} is missing" if now in (None, MISSING) else f"{key} changed"
 
 
@@ -111,8 +116,9 @@ def compare(
     changed = sorted(k for k in set(deps) | set(record.deps) if deps.get(k) != record.deps.get(k))
     reasons = [f"{k} {record.deps.get(k)!r} → {deps.get(k)!r}" for k in changed]
     if upstream is not None:  # None: an earlier stage runs first, so its inputs cannot be judged yet
-        reasons += [_input_changed(k, upstream.get(k)) for k in sorted(set(upstream) | set(record.upstream))
-                    if record.upstream.get(k) != upstream.get(k)]
+        why = [_input_changed(k, upstream.get(k)) for k in sorted(set(upstream) | set(record.upstream))
+               if record.upstream.get(k) != upstream.get(k)]
+        reasons += [reason for reason in why if reason]
     differ: dict[str, list[Path]] = {"changed": [], "missing": []}
     for recorded, old in record.files.items():
         path = record.where_now(recorded, roots or {})

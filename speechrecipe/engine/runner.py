@@ -21,7 +21,7 @@ from speechrecipe.engine.lock import TargetLock
 from speechrecipe.engine.logs import attach_file_log, detach_file_log
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.problem import Problem, Stage
-from speechrecipe.engine.records import MISSING, StageRecord, StageState, compare
+from speechrecipe.engine.records import CORPUS, MISSING, StageRecord, StageState, compare
 from speechrecipe.errors import ConfigError, RunFailure
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,10 @@ class Runner:
             if earlier.number < stage.number:
                 record = StageRecord.load(self.paths.record(earlier.number))
                 ids[str(earlier.number)] = record.id if record else "none"
+        if stage.number == 0:  # preparing the corpus: depends on the corpus files themselves
+            corpus = self.problem.corpus_digest()
+            if corpus is not None:
+                ids[CORPUS] = corpus
         return ids
 
     @property

@@ -41,6 +41,12 @@ class ASR(Problem):
             valid_sets=list(c.valid_sets), test_sets=list(c.test_sets), strict=c.strict, check_audio=c.check_audio,
             num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
 
+    def protocol_files(self) -> list[Path]:
+        """The transcripts of every split used (<split>/<speaker>/<chapter>/*.trans.txt)."""
+        c = self.conf.prepare_data
+        splits = {str(s) for s in [*c.train_sets, *c.valid_sets, *c.test_sets]}
+        return [t for split in sorted(splits) for t in sorted((self.dataset_root / split).glob("*/*/*.trans.txt"))]
+
     @stage(1, "build tokenizer", "fit the tokenizer on the training transcripts (blank = 0)", uses=("build_tokenizer",),
            reads=("train.jsonl",))
     def build_tokenizer_stage(self) -> list[Path]:

@@ -40,6 +40,11 @@ class ASV(Problem):
             strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
             num_valid_trials=c.num_valid_trials, sample_rate=self.conf.build_dataset.sample_rate))
 
+    def protocol_files(self) -> list[Path]:
+        c = self.conf.prepare_data
+        lists = [self.dataset_root / str(t.trial_file) for t in c.test_sets]
+        return lists + ([self.dataset_root / str(c.iden_split)] if c.iden_split else [])
+
     @stage(1, "build encoder", "map training speaker ids to class indices", uses=("build_encoder",),
            reads=("train.jsonl",))
     def build_encoder_stage(self) -> None:

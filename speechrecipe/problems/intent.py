@@ -23,3 +23,6 @@ class IntentClassification(UtteranceClassification):
         return self.prepare_cached(lambda out: prepare_fluent_speech_commands(
             root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, strict=c.strict,
             check_audio=c.check_audio, num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
+
+    def protocol_files(self) -> list[Path]:
+        return [self.dataset_root / "data" / f"{split}_data.csv" for split in ("train", "valid", "test")]

@@ -36,3 +36,6 @@ class KeywordSpotting(UtteranceClassification):
 
     def test_sets(self) -> list[str]:
         return ["test"] + (["released"] if self.conf.prepare_data.released_test_dir else [])
+
+    def protocol_files(self) -> list[Path]:
+        return [self.dataset_root / "validation_list.txt", self.dataset_root / "testing_list.txt"]

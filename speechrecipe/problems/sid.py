@@ -24,3 +24,6 @@ class SpeakerIdentification(UtteranceClassification):
             root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, iden_split=c.iden_split,
             strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
             sample_rate=self.conf.build_dataset.sample_rate))
+
+    def protocol_files(self) -> list[Path]:
+        return [self.dataset_root / str(self.conf.prepare_data.iden_split)]
