@@ -112,7 +112,7 @@ def open_or_build(rows: Sequence[dict], manifest: Path, directory: Path, sample_
 def _build(rows: Sequence[dict], stem: Path, sample_rate: int, manifest: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.int16 if all(_is_pcm16_at(row, sample_rate) for row in rows[:1]) else np.float32
-    estimate = sum(int(r["num_frames"]) * sample_rate // int(r["sample_rate"]) for r in rows) * 4
+    estimate = sum(int(r["num_frames"]) * sample_rate // int(r["sample_rate"]) for r in rows) * np.dtype(dtype).itemsize
     free = shutil.disk_usage(stem.parent).free
     if estimate > free:
         raise DataError(f"packing {manifest} needs about {estimate / 2**30:.1f} GiB in {stem.parent} and "
