@@ -108,3 +108,28 @@ def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(t
     assert result.returncode != 0
     assert "error: prepare_data.dataset_root: /nonexistent does not exist" in result.stderr
     assert "error: rank 0 stopped with an error; this rank stops with it" in result.stderr
+
+
+def test_a_parameter_without_gradient_names_find_unused_parameters(tmp_path):
+    package = tmp_path / "pkg" / "spare"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "problems.py").write_text(
+        "import torch\n"
+        "from speechrecipe.problems.asv import ASV\n\n"
+        "class SpareASV(ASV):\n"
+        "    def build_downstream(self, conf, input_dim):\n"
+        "        net = super().build_downstream(conf, input_dim)\n"
+        "        net.spare = torch.nn.Linear(2, 2)  # trainable, never used by the loss\n"
+        "        return net\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "pkg")}
+
+    def launch(target: Path, *extra: str) -> subprocess.CompletedProcess:
+        command = [arg if arg != "asv" else "spare.problems:SpareASV" for arg in torchrun(target, "--stop", "2", *extra)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+    result = launch(tmp_path / "refused", "train.total_steps=4")
+    assert result.returncode != 0
+    assert "set train.find_unused_parameters=true" in result.stderr
+    result = launch(tmp_path / "allowed", "train.total_steps=4", "train.find_unused_parameters=true")
+    assert result.returncode == 0, result.stderr

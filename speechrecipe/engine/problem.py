@@ -35,6 +35,7 @@ TRAIN_IGNORED = (
     "train.valid_higher_better",
     "train.max_nonfinite_updates",
     "train.prefetch_batches",
+    "train.find_unused_parameters",
 )
 # train.* keys that may change on resume: training continues from the latest checkpoint.
 TRAIN_RESUME_SAFE = ("train.total_steps",)

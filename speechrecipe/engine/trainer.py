@@ -240,7 +240,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.task, device_ids=ids)
+            unused = bool(self.conf.get("find_unused_parameters", False))
+            self.model = DistributedDataParallel(self.task, device_ids=ids, find_unused_parameters=unused)
             if self.world.main:
                 log.info("training on %d processes (torchrun), %s each", self.world.size, self.device.type)
         restored = time.perf_counter() - began
@@ -332,7 +333,7 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.world.distributed else self.model.no_sync()
             with sync:
                 with self.autocast():
-                    loss = self.model(move_to(batch, self.device))["loss"]
+                    loss = self._forward(batch)
                 value = float(loss.detach())
                 finite = math.isfinite(value)
                 if self.world.distributed:  # a rank that skipped backward would stall the others
@@ -345,6 +346,15 @@ class Trainer:
             window.items += len(batch["ids"])
             window.seconds += float(batch.get("audio_seconds", 0.0))
         return ok
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        try:
+            return self.model(move_to(batch, self.device))["loss"]
+        except RuntimeError as error:
+            if "find_unused_parameters" not in str(error):
+                raise
+            raise RunFailure("some trainable parameters got no gradient in the last step, which DistributedDataParallel "
+                             "refuses by default; set train.find_unused_parameters=true (or freeze them)") from error
 
     def _update(self, ok: bool) -> bool:
         """One optimizer update from the accumulated gradients, skipped when they are not finite."""
