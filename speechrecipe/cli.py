@@ -32,6 +32,9 @@ def _fail(err: Exception, verbose: bool, log_file: Optional[Path] = None) -> Non
 
         traceback.print_exception(err, file=sys.stderr)
     typer.echo(f"error: {message}", err=True)
+    from speechrecipe.engine import distributed
+
+    distributed.exit_after_failure(code)  # torchrun: leave without the interpreter's teardown
     raise typer.Exit(code)
 
 

@@ -133,3 +133,21 @@ def test_a_parameter_without_gradient_names_find_unused_parameters(tmp_path):
     assert "set train.find_unused_parameters=true" in result.stderr
     result = launch(tmp_path / "allowed", "train.total_steps=4", "train.find_unused_parameters=true")
     assert result.returncode == 0, result.stderr
+
+
+def test_two_ranks_equal_one_process_accumulating_two_batches_bit_for_bit(tmp_path):
+    """Rank r of 2 takes batches r, r+2, ...; one process with gradient_accumulate=2 takes the same
+    pairs in one update. DDP averages (g0 + g1) / 2 and the single process sums g0 / 2 + g1 / 2,
+    equal in floating point, so the ks linear probe (no batch norm, no dropout) ends identical."""
+    steps = ("--stop", "2", "train.total_steps=20", "train.eval_step=20", "train.save_step=20")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "speechrecipe", "run", "ks", "--target-dir", str(tmp_path / "ddp"), *steps],
+                         capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as torchrun sets for each of its processes
+    one = subprocess.run([sys.executable, "-m", "speechrecipe", "run", "ks", "--target-dir", str(tmp_path / "one"), *steps,
+                          "train.gradient_accumulate=2"], capture_output=True, text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr
+    a = torch.load(tmp_path / "ddp" / "checkpoints" / "step-20.ckpt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "one" / "checkpoints" / "step-20.ckpt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -54,11 +54,32 @@ def start(device: str) -> None:
 
 
 def stop() -> None:
-    """Leave the process group (its threads must be gone before the interpreter exits)."""
+    """Leave the process group after a run that ended well on every rank.
+
+    The barrier lets no rank tear its end down while another still talks to it, and collecting
+    garbage first frees the DDP reducer that holds the group: gloo threads still alive when the
+    interpreter exits abort it ("terminate called without an active exception").
+    """
     if _active():
+        import gc
+
         import torch.distributed as dist
 
+        dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
+
+
+def exit_after_failure(code: int) -> None:
+    """After a failure the group is not left (another rank may be blocked in a collective, and a
+    barrier would hang): exit at once, skipping the interpreter teardown that would crash in gloo's
+    threads. torchrun then ends the other ranks. A no-op when no group is up."""
+    if _active():
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def barrier() -> None:

@@ -185,10 +185,8 @@ class Runner:
         if not world.distributed:
             return self._run_main(start, stop, clear_cache)
         distributed.start(self.problem.device)
-        try:
-            self._run_main(start, stop, clear_cache) if world.main else self._follow()
-        finally:
-            distributed.stop()
+        self._run_main(start, stop, clear_cache) if world.main else self._follow()
+        distributed.stop()  # only after success: see distributed.exit_after_failure
 
     def _run_main(self, start: int, stop: int, clear_cache: bool) -> None:
         self.paths.target_dir.mkdir(parents=True, exist_ok=True)
