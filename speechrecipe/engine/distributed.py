@@ -111,28 +111,16 @@ def gather(value: Any) -> list[Any] | None:
     return out
 
 
-def all_true(flag: bool, device: Any = "cpu") -> bool:
-    """Whether `flag` holds on every rank."""
+def maxima(values: list[int], device: Any = "cpu") -> list[int]:
+    """Element-wise maxima over ranks (flags, signal numbers): one all-reduce for several answers."""
     if not _active():
-        return flag
+        return values
     import torch
     import torch.distributed as dist
 
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
-
-
-def any_value(value: int, device: Any = "cpu") -> int:
-    """The largest of every rank's `value` (e.g. a signal number, 0 for none)."""
-    if not _active():
-        return value
-    import torch
-    import torch.distributed as dist
-
-    box = torch.tensor([value], device=device)
+    box = torch.tensor(values, dtype=torch.int64, device=device)
     dist.all_reduce(box, op=dist.ReduceOp.MAX)
-    return int(box.item())
+    return [int(v) for v in box.tolist()]
 
 
 def total(values: list[float], device: Any = "cpu") -> list[float]:

@@ -143,6 +143,7 @@ class Trainer:
         if self.world.distributed:
             self.sampler = sampler.shard(self.world.rank, self.world.size)
         self.model: torch.nn.Module = task
+        self.agreed_signal: int | None = None  # torchrun: the signal every rank stops for
 
     def _precision(self, wanted: str) -> str:
         if self.device.type != "cuda" and wanted != "fp32":
@@ -303,15 +304,15 @@ class Trainer:
                     self._count_nonfinite()
                 bar.update(1)
                 self._after_update(window, bar, total)
-                if self.world.distributed:  # every rank stops at the same update
-                    self.signal = distributed.any_value(self.signal or 0, self._collective_device) or None
-                if self.signal is not None:
+                # under torchrun, the signal the ranks agreed on with the last micro-batch's loss
+                stop = self.agreed_signal if self.world.distributed else self.signal
+                if stop is not None:
                     self.save()
-                    name = signal.Signals(self.signal).name
+                    name = signal.Signals(stop).name
                     raise Interrupted(
                         f"stopped by {name} at step {self.state.step}; checkpoint saved in "
                         f"{self.paths.checkpoints}; run the same command again to resume",
-                        self.signal,
+                        stop,
                     )
         finally:
             bar.close()
@@ -336,8 +337,8 @@ class Trainer:
                     loss = self._forward(batch)
                 value = float(loss.detach())
                 finite = math.isfinite(value)
-                if self.world.distributed:  # a rank that skipped backward would stall the others
-                    finite = distributed.all_true(finite, self._collective_device)
+                if self.world.distributed:
+                    finite = self._agree(finite, last)
                 if not finite:
                     ok = False
                     continue
@@ -346,6 +347,15 @@ class Trainer:
             window.items += len(batch["ids"])
             window.seconds += float(batch.get("audio_seconds", 0.0))
         return ok
+
+    def _agree(self, finite: bool, last: bool) -> bool:
+        """torchrun: whether every rank's loss is finite (a rank skipping backward would stall the
+        others) and, with the last micro-batch, whether any rank got a signal: one all-reduce."""
+        pending = (self.signal or 0) if last else 0
+        bad, agreed = distributed.maxima([0 if finite else 1, pending], self._collective_device)
+        if last:
+            self.agreed_signal = agreed or None
+        return not bad
 
     def _forward(self, batch: dict) -> torch.Tensor:
         try:
