@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from speechrecipe.data.manifest import file_digest, read_jsonl
 
@@ -41,11 +41,13 @@ def changes(state: dict) -> list[str]:
     return reasons + ([f"and {more} more"] if more > 0 else [])
 
 
-def digest_now(state: dict | None) -> str | None:
-    """A digest of the corpus as it is now, over what `state` recorded (None: nothing recorded)."""
+def digest_now(state: dict | None, digest: Callable[[Path], str] | None = None) -> str | None:
+    """A digest of the corpus as it is now, over what `state` recorded (None: nothing recorded);
+    `digest` hashes one file (default: file_digest)."""
     if state is None:
         return None
-    now = {"files": {p: file_digest(p) if os.path.isfile(p) else None for p in state["files"]},
+    digest = digest or file_digest
+    now = {"files": {p: digest(Path(p)) if os.path.isfile(p) else None for p in state["files"]},
            "folders": {d: _mtime(Path(d)) for d in state["folders"]}}
     return hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()
 

@@ -60,9 +60,6 @@ class PackedClips:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_samples": None}
 
-    def __contains__(self, row_id: str) -> bool:
-        return row_id in self.position
-
     def clip(self, row_id: str, offset: int = 0, frames: int = -1) -> np.ndarray:
         """`frames` samples of the row's clip from `offset` on (-1: to its end), as float32."""
         begin, end = self._bounds(row_id, offset, frames)

@@ -191,16 +191,7 @@ class Problem:
         from speechrecipe.engine.checkpoint import write_text_atomic
 
         cache = self.paths.cache
-        fresh = (cache / "summary.json").is_file()
-        if fresh:
-            state = corpus_state.recorded(cache)
-            if state is None:  # prepared before corpus.json existed: watch the corpus from now on
-                corpus_state.record(cache, self.protocol_files(), self.dataset_root)
-            why = corpus_state.changes(state) if state else []
-            if why:
-                log.info("the corpus changed since it was prepared (%s); preparing it again", "; ".join(why))
-            fresh = not why
-        if fresh:
+        if self._cache_reusable():
             log.info("prepared data found in cache %s; reusing it", cache)
         else:
             shutil.rmtree(cache, ignore_errors=True)
@@ -211,6 +202,22 @@ class Problem:
             log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
         return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
 
+    def _cache_reusable(self) -> bool:
+        """A complete cache folder made from the corpus as it is now."""
+        from speechrecipe.data import corpus_state
+
+        cache = self.paths.cache
+        if not (cache / "summary.json").is_file():
+            return False
+        state = corpus_state.recorded(cache)
+        if state is None:  # prepared before corpus.json existed: watch the corpus from now on
+            corpus_state.record(cache, self.protocol_files(), self.dataset_root)
+            return True
+        why = corpus_state.changes(state)
+        if why:
+            log.info("the corpus changed since it was prepared (%s); preparing it again", "; ".join(why))
+        return not why
+
     @property
     def dataset_root(self) -> Path:
         return Path(str(self.conf.prepare_data.dataset_root)).expanduser().resolve()
@@ -220,13 +227,14 @@ class Problem:
         an edit to one prepares the corpus again. Added or removed audio files are noticed anyway."""
         return []
 
-    def corpus_digest(self) -> str | None:
-        """The prepared corpus's files and folders as they are now (None: not prepared yet)."""
+    def corpus_digest(self, file_digest: Callable[[Path], str] | None = None) -> str | None:
+        """The prepared corpus's files and folders as they are now (None: not prepared yet);
+        `file_digest` hashes a protocol file (the runner's, which hashes each version once)."""
         from speechrecipe.data import corpus_state
 
         if not (self.paths.cache / "summary.json").is_file():
             return None
-        return corpus_state.digest_now(corpus_state.recorded(self.paths.cache))
+        return corpus_state.digest_now(corpus_state.recorded(self.paths.cache), file_digest)
 
     def train(self, conf: DictConfig, task, dataset, sampler, validate) -> Any:
         """The engine's training loop over this problem's task and data."""

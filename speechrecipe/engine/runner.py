@@ -51,6 +51,7 @@ class Runner:
         self.conf = problem.conf
         self.stages = problem.stages()
         self._digests: dict[tuple, str] = {}
+        self._training = False  # inside the training stage (torchrun: every rank is in it)
 
     def digest(self, path: Path) -> str:
         """sha256 of a file, computed once per version (path, size, mtime) during this run:
@@ -77,7 +78,7 @@ class Runner:
                 record = StageRecord.load(self.paths.record(earlier.number))
                 ids[str(earlier.number)] = record.id if record else "none"
         if stage.number == 0:  # preparing the corpus: depends on the corpus files themselves
-            corpus = self.problem.corpus_digest()
+            corpus = self.problem.corpus_digest(self.digest)
             if corpus is not None:
                 ids[CORPUS] = corpus
         return ids
@@ -197,7 +198,7 @@ class Runner:
                 distributed.broadcast({"end": True})
             except Exception as error:
                 log.debug("run failed", exc_info=True)  # the traceback goes to log.txt only
-                if not getattr(error, "in_training", False):  # other ranks wait for the next message
+                if not self._training:  # the other ranks wait for the next message
                     distributed.broadcast({"failed": str(error)})
                 raise
             finally:
@@ -251,15 +252,12 @@ class Runner:
             self.guard_checkpoints()
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             (self.paths.checkpoints / TRAIN_RUN_FILE).write_text(json.dumps(self.train_deps(), indent=1, default=str))
-        if stage.number == self.problem.training_stage:
+        training = stage.number == self.problem.training_stage
+        if training:
             distributed.broadcast({"train": stage.number})  # the other ranks train with this one
-            try:
-                files = self.problem.run_stage(stage.number) or []
-            except Exception as error:
-                error.in_training = True  # the other ranks stop with it (torchrun ends them)
-                raise
-        else:
-            files = self.problem.run_stage(stage.number) or []
+        self._training = training  # a failure now: the other ranks stop with it (torchrun ends them)
+        files = self.problem.run_stage(stage.number) or []
+        self._training = False
         deps = self.deps(stage)
         record = StageRecord(
             stage=stage.number,

@@ -37,7 +37,7 @@ class ASR(Problem):
 
         c = self.conf.prepare_data
         return self.prepare_cached(lambda out: prepare_librispeech(
-            root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, train_sets=list(c.train_sets),
+            root=self.dataset_root, out_dir=out, train_sets=list(c.train_sets),
             valid_sets=list(c.valid_sets), test_sets=list(c.test_sets), strict=c.strict, check_audio=c.check_audio,
             num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
 

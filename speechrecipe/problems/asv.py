@@ -35,7 +35,7 @@ class ASV(Problem):
 
         c = self.conf.prepare_data
         return self.prepare_cached(lambda out: prepare_voxceleb1_verification(
-            root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, test_sets=list(c.test_sets),
+            root=self.dataset_root, out_dir=out, test_sets=list(c.test_sets),
             valid_fraction=c.valid_fraction, valid_count=c.valid_count, iden_split=c.iden_split, seed=c.seed,
             strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
             num_valid_trials=c.num_valid_trials, sample_rate=self.conf.build_dataset.sample_rate))

@@ -21,7 +21,7 @@ class IntentClassification(UtteranceClassification):
 
         c = self.conf.prepare_data
         return self.prepare_cached(lambda out: prepare_fluent_speech_commands(
-            root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, strict=c.strict,
+            root=self.dataset_root, out_dir=out, strict=c.strict,
             check_audio=c.check_audio, num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
 
     def protocol_files(self) -> list[Path]:

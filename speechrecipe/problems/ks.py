@@ -22,7 +22,7 @@ class KeywordSpotting(UtteranceClassification):
 
         c = self.conf.prepare_data
         return self.prepare_cached(lambda out: prepare_speech_commands(
-            root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, words=list(c.words), unknown=c.unknown,
+            root=self.dataset_root, out_dir=out, words=list(c.words), unknown=c.unknown,
             silence_fraction=c.silence_fraction, silence_secs=c.silence_secs, released_test_dir=c.released_test_dir,
             seed=c.seed, strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
             sample_rate=self.conf.build_dataset.sample_rate))

@@ -21,7 +21,7 @@ class SpeakerIdentification(UtteranceClassification):
 
         c = self.conf.prepare_data
         return self.prepare_cached(lambda out: prepare_voxceleb1_identification(
-            root=Path(c.dataset_root).expanduser().resolve(), out_dir=out, iden_split=c.iden_split,
+            root=self.dataset_root, out_dir=out, iden_split=c.iden_split,
             strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
             sample_rate=self.conf.build_dataset.sample_rate))
 
