@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -54,11 +55,18 @@ def _load_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"{path}: config file does not exist")
     try:
         cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, ValueError, OSError) as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except (OmegaConfBaseException, ValueError, OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: a config file must hold a mapping at the top")
     return cfg
+
+
+def _yaml_problem(err: Exception) -> str:
+    """One line: what is wrong and where (the parser's own message spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
@@ -142,6 +150,20 @@ def flatten(cfg: DictConfig | dict, prefix: str = "", resolve: bool = True) -> d
     return out
 
 
+def _drop_other_class_arguments(merged: DictConfig, layer: dict, prefix: str = "") -> None:
+    """Where `layer` chooses another class by `name`, forget the `conf:` arguments of the class it replaces:
+    a `conf:` mapping belongs to the class named beside it (StepLR's step_size means nothing to CosineAnnealingLR)."""
+    for key, value in layer.items():
+        if not isinstance(value, dict):
+            continue
+        section = f"{prefix}{key}"
+        current = OmegaConf.select(merged, section, default=None)
+        if isinstance(current, DictConfig) and OPEN_SECTION in current and "name" in value \
+                and value["name"] != current.get("name"):
+            OmegaConf.update(merged, f"{section}.{OPEN_SECTION}", {}, merge=False)
+        _drop_other_class_arguments(merged, value, f"{section}.")
+
+
 def _missing_keys(cfg: DictConfig) -> list[str]:
     return [k for k, v in flatten(cfg, resolve=False).items() if v == MISSING]
 
@@ -154,11 +176,12 @@ def load_config(
     schema = _load_yaml(default_config_path(conf_name))
     layers = [(str(p), _load_yaml(Path(p))) for p in files]
     layers.append(("override", _parse_overrides(overrides)))
-    merged = schema
+    merged = schema.copy()
     schema_data = OmegaConf.to_container(schema, resolve=False)
     for source, layer in layers:
         data = OmegaConf.to_container(layer, resolve=False)
         _validate_layer(schema_data, data, source)
+        _drop_other_class_arguments(merged, data)
         merged = OmegaConf.merge(merged, layer)
         for key in [k for k, v in flatten(data, resolve=False).items() if v == MISSING]:
             OmegaConf.update(merged, key, MISSING, merge=False)  # a layer may demand a value

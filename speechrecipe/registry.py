@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ PROBLEMS = {
     "sid": "speechrecipe.problems.sid:SpeakerIdentification",
     "intent": "speechrecipe.problems.intent:IntentClassification",
 }
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def resolve_problem(spec: str):
@@ -28,8 +30,11 @@ def resolve_problem(spec: str):
         hint = f"; did you mean {close}?" if close else ""
         raise ConfigError(f"unknown problem '{spec}' (see `speechrecipe list`, or give module:Class){hint}")
     module_name, _, class_name = target.partition(":")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # so a user's own module in the working folder is found
+    if not (_DOTTED.fullmatch(module_name) and class_name.isidentifier()):
+        raise ConfigError(f"problem '{spec}': expected a built-in name or package.module:Class (see `speechrecipe list`)")
+    if spec not in PROBLEMS and str(Path.cwd()) not in sys.path:
+        # a user's own module may lie in the working folder; appended, so it never shadows an installed package
+        sys.path.append(str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:

@@ -95,6 +95,8 @@ class Problem:
     training_stage: ClassVar[int] = 2
     # prepare_data keys that do not change the prepared manifests (so not in the cache key).
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
+    # ranges of numeric keys this problem adds to speechrecipe/ranges.py's table ({"train.foo": "[1, inf)"})
+    value_ranges: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: DictConfig, paths: ExperimentPaths, context: RunContext | None = None):
         self.conf = config
@@ -140,10 +142,11 @@ class Problem:
 
     def check_config(self) -> None:
         """Checks needing imports (torch class names and kwargs), run before any stage."""
-        from speechrecipe.engine.torch_config import check_torch_class
+        from speechrecipe.config import default_config_path
+        from speechrecipe.engine.torch_config import check_torch_class, is_shipped
 
         for section, module in (("build_optimizer", "torch.optim"), ("build_scheduler", "torch.optim.lr_scheduler")):
-            if section in self.conf:
+            if section in self.conf and not is_shipped(section, self.conf[section], default_config_path(self.conf_name)):
                 check_torch_class(section, self.conf[section], module)
         from speechrecipe.errors import ConfigError
 
