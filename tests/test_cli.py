@@ -257,11 +257,14 @@ def test_total_steps_may_change_and_training_continues(cli, exp):
 def test_force_moves_old_checkpoints_aside_and_trains_again(cli, exp):
     old_checkpoints = snapshot(exp / "checkpoints")
     old_log = (exp / "train_log.jsonl").read_bytes()
+    old_results = {f"{d}/{name}": data for d in ("evaluation", "results") for name, data in snapshot(exp / d).items()}
     result = run(cli, exp, "build_optimizer.conf.lr=0.01", "train.total_steps=2", "--stop", "2", "--force")
     assert result.exit_code == 0, result.stderr
     (aside,) = exp.glob("checkpoints.old-*")
-    assert f"--force: config changed (build_optimizer.conf.lr 0.001 → 0.01); old checkpoints moved to {aside}" in result.stderr
-    assert snapshot(aside) == {**old_checkpoints, "train_log.jsonl": old_log}
+    assert (f"--force: config changed (build_optimizer.conf.lr 0.001 → 0.01); old checkpoints, evaluation and results "
+            f"moved to {aside}") in result.stderr
+    assert snapshot(aside) == {**old_checkpoints, "train_log.jsonl": old_log, **old_results}
+    assert not (exp / "evaluation").exists() and not (exp / "results").exists()  # of the old training only
     assert sorted(p.name for p in (exp / "checkpoints").glob("*.ckpt")) == ["step-2.ckpt", "valid_best.ckpt"]
     assert json.loads((exp / "checkpoints" / "run.json").read_text())["deps"]["build_optimizer.conf.lr"] == 0.01
     assert [e["step"] for e in events(exp, "train")] == [2]  # a fresh training log: no resume

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -32,3 +33,81 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
         assert (tmp_path / ".lock").read_text().startswith(str(os.getpid()))
     assert "no longer running" in caplog.text
     assert not (tmp_path / ".lock").exists()
+
+
+CONTENDER = """
+import os, sys, time
+from speechrecipe.engine.lock import TargetLock
+from speechrecipe.engine.logs import setup_console
+from speechrecipe.errors import SpeechRecipeError
+setup_console()  # as the CLI does: the takeover's warning goes to the console
+lock, journal, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+time.sleep(max(0.0, start - time.time() - 0.05))
+while time.time() < start:  # all contenders try at the same instant
+    pass
+try:
+    with TargetLock(lock):
+        with open(journal, "a") as f:
+            f.write(f"in {os.getpid()}\\n")
+        time.sleep(0.5)
+        with open(journal, "a") as f:
+            f.write(f"out {os.getpid()}\\n")
+except SpeechRecipeError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_stale_lock_taken_over_by_exactly_one_of_many_contenders(tmp_path):
+    """Several runs find the same dead pid at once: one takes the lock, the others see a live run (never two)."""
+    lock, journal = tmp_path / ".lock", tmp_path / "journal"
+    losers = 0
+    for _ in range(12):  # the unguarded takeover let two in about 1 time in 3
+        lock.write_text(f"{_dead_pid()}@{socket.gethostname()}")
+        journal.write_text("")
+        start = time.time() + 1.0
+        procs = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(lock), str(journal), str(start)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(6)]
+        outcomes = [(p.wait(timeout=60), p.stdout.read()) for p in procs]
+        lines = journal.read_text().splitlines()
+        # holders never overlap: each "in <pid>" is followed by that pid's "out <pid>"
+        for entered, left in zip(lines[0::2], lines[1::2]):
+            assert entered.startswith("in ") and left == "out " + entered[3:], lines
+        assert sum(code == 0 for code, _ in outcomes) >= 1
+        for code, out in outcomes:
+            assert code in (0, 3), out
+            assert code == 0 or "in use by a live run" in out
+        losers += sum(code == 3 for code, _ in outcomes)
+        assert not lock.exists()
+    assert losers > 0  # they did contend
+
+
+def test_lock_of_a_reused_pid_is_taken_over(tmp_path, caplog):
+    """The lock names a live process that started after the run that wrote it: that run is gone."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / ".lock").write_text(f"{other.pid}@{socket.gethostname()}\nstarted 1")
+        with TargetLock(tmp_path / ".lock"):
+            assert (tmp_path / ".lock").read_text().startswith(str(os.getpid()))
+        assert "now belongs to another process" in caplog.text
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_live_holder_message_says_how_to_tell_and_what_to_do(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / ".lock").write_text(f"{holder.pid}@{socket.gethostname()}")
+        with pytest.raises(SpeechRecipeError, match=f"ps -p {holder.pid} -o args.*delete .*\\.lock"):
+            with TargetLock(tmp_path / ".lock"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()

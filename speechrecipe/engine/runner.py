@@ -167,9 +167,12 @@ class Runner:
         while aside.exists():  # forced twice within a second
             aside = aside.with_name(aside.name + "+")
         shutil.move(str(self.paths.checkpoints), aside)
-        if self.paths.train_log.is_file():  # its validations belong to the old training
-            shutil.move(str(self.paths.train_log), aside / self.paths.train_log.name)
-        log.warning("--force: config changed (%s); old checkpoints moved to %s", "; ".join(reasons), aside)
+        # its validations, evaluations and results belong to the old training
+        for old in (self.paths.train_log, self.paths.evaluation, self.paths.results):
+            if old.exists():
+                shutil.move(str(old), aside / old.name)
+        log.warning("--force: config changed (%s); old checkpoints, evaluation and results moved to %s",
+                    "; ".join(reasons), aside)
 
     def config_diff(self) -> list[str]:
         """Lines naming each key that differs from the config saved by the last run."""
