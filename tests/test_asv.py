@@ -59,7 +59,7 @@ def test_as_norm_matches_a_direct_computation():
 def test_scores_file_round_trips(tmp_path):
     trials = Trials.from_list([(1, "id1/a/1", "id1/b/2"), (0, "id1/a/1", "id2/c/1")])
     write_scores(tmp_path / "s.scores", trials, torch.tensor([0.5, -0.25]))
-    assert (tmp_path / "s.scores").read_text().splitlines() == ["id1/a/1 id1/b/2 0.500000 1", "id1/a/1 id2/c/1 -0.250000 0"]
+    assert (tmp_path / "s.scores").read_text().splitlines() == ["id1/a/1\tid1/b/2\t0.500000\t1", "id1/a/1\tid2/c/1\t-0.250000\t0"]
     scores, labels = read_scores(tmp_path / "s.scores")
     assert scores.tolist() == [0.5, -0.25] and labels.tolist() == [1, 0]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speechrecipe.data.audio import AudioInfo, probe_audio
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.data.tsv import write_tsv
 from speechrecipe.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,7 @@ def _probe_chunk(paths: list[str], sample_rate: int, full: bool) -> list[AudioIn
 
 def write_bad_audio_report(path: str | Path, bad: list[tuple[Path, str]]) -> None:
     """TSV with header `path<TAB>problem`, one unusable file per line (header only when none)."""
-    with atomic_open(path) as f:
-        f.write("path\tproblem\n")
-        for audio_path, problem in bad:
-            f.write(f"{audio_path}\t{problem}\n")
+    write_tsv(path, bad, header=("path", "problem"))
 
 
 def summarize_checks(

@@ -206,10 +206,11 @@ def _corpus_file(root: Path, name: str, key: str) -> Path:
 
 
 def _list_lines(path: Path, expected: str, labels: tuple[str, ...], fields: int):
-    """The whitespace-separated fields of each non-blank line of a VoxCeleb list, shape checked."""
+    """The fields of each non-blank line of a VoxCeleb list, shape checked: whitespace-separated, or
+    tab-separated where a line holds a tab (so paths with spaces can be listed)."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            parts = line.split()
+            parts = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
             if not parts:
                 continue
             if len(parts) != fields or parts[0] not in labels:
