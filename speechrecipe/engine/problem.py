@@ -97,6 +97,7 @@ class Problem:
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
     # ranges of numeric keys this problem adds to speechrecipe/ranges.py's table ({"train.foo": "[1, inf)"})
     value_ranges: ClassVar[dict[str, str]] = {}
+    cache_lease = None  # the runner's hold on the cache folder (engine/cache.py) while a run is on
 
     def __init__(self, config: DictConfig, paths: ExperimentPaths, context: RunContext | None = None):
         self.conf = config
@@ -193,15 +194,19 @@ class Problem:
         from speechrecipe.data import corpus_state
         from speechrecipe.engine.checkpoint import write_text_atomic
 
+        from speechrecipe.engine.cache import exclusive_use, mark_complete
+
         cache = self.paths.cache
         if self._cache_reusable():
             log.info("prepared data found in cache %s; reusing it", cache)
         else:
-            shutil.rmtree(cache, ignore_errors=True)
-            cache.mkdir(parents=True)
-            summary = prepare(cache)
-            corpus_state.record(cache, self.protocol_files(), self.dataset_root)
-            write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
+            with exclusive_use(self.cache_lease, "it is incomplete, or the corpus or config changed"):
+                shutil.rmtree(cache, ignore_errors=True)
+                cache.mkdir(parents=True)
+                summary = prepare(cache)
+                corpus_state.record(cache, self.protocol_files(), self.dataset_root)
+                mark_complete(cache)
+                write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
             log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
         return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
 
@@ -209,8 +214,14 @@ class Problem:
         """A complete cache folder made from the corpus as it is now."""
         from speechrecipe.data import corpus_state
 
+        from speechrecipe.engine.cache import incomplete
+
         cache = self.paths.cache
         if not (cache / "summary.json").is_file():
+            return False
+        missing = incomplete(cache)
+        if missing:
+            log.info("cache folder %s is incomplete (%s); preparing it again", cache, "; ".join(missing))
             return False
         state = corpus_state.recorded(cache)
         if state is None:  # prepared before corpus.json existed: watch the corpus from now on
