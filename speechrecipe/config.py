@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from speechrecipe.errors import ConfigError
+from speechrecipe.fileio import atomic_write_text
 
 OPEN_SECTION = "conf"
 MISSING = "???"
@@ -212,9 +213,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def save_config(cfg: DictConfig, path: Path) -> None:
     """Write the resolved config atomically."""
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(to_yaml(cfg))
-    tmp.replace(path)
+    atomic_write_text(path, to_yaml(cfg))
 
 
 def load_saved_config(path: Path) -> DictConfig | None:

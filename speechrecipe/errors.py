@@ -53,7 +53,8 @@ def describe_os_error(err: OSError) -> str:
     """One line: the file, what the system said, and what to do."""
     import errno
 
-    where = err.filename or "a file"
+    # fileio writes through `<name>.tmp`: name the file the user knows
+    where = str(err.filename).removesuffix(".tmp") if err.filename else "a file"
     reason = err.strerror or str(err)
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "free some space there (or use another --target-dir / --cache-dir) and run the same command again"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from speechrecipe.errors import SpeechRecipeError
+from speechrecipe.errors import RunFailure, SpeechRecipeError
 from speechrecipe.process import pid_alive, process_start
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,12 @@ class TargetLock:
 
     def __enter__(self) -> "TargetLock":
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.owner)
+        try:
+            tmp.write_text(self.owner)
+        except OSError as err:  # the first write into target_dir
+            tmp.unlink(missing_ok=True)
+            raise RunFailure(f"{self.path.parent}: cannot write there ({err.strerror or err}); make it writable, "
+                             "free space there, or choose another --target-dir") from None
         try:
             while True:
                 try:
