@@ -40,15 +40,13 @@ def asset_path(rel: str) -> Path:
 
 
 def default_config_path(conf_name: str) -> Path:
-    """conf/<conf_name>.yaml, shipped as the package `speechrecipe.conf`."""
-    try:
-        base = Path(str(resources.files("speechrecipe.conf")))
-    except ModuleNotFoundError:  # running from a source tree without install
-        base = Path(__file__).resolve().parent.parent / "conf"
-    path = base / f"{conf_name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"no default config {path} for problem '{conf_name}'")
-    return path
+    """conf/<conf_name>.yaml: installed as speechrecipe/conf/ (a wheel), or conf/ beside the package (the source tree)."""
+    here = Path(__file__).resolve().parent
+    for base in (here / "conf", here.parent / "conf"):
+        path = base / f"{conf_name}.yaml"
+        if path.is_file():
+            return path
+    raise ConfigError(f"no default config {conf_name}.yaml for problem '{conf_name}' in {here / 'conf'} or {here.parent / 'conf'}")
 
 
 def _load_yaml(path: Path) -> DictConfig:
