@@ -46,7 +46,7 @@ def _load(problem: str, config: Optional[List[Path]], overrides: Optional[List[s
     from speechrecipe.validate import check_values
 
     klass = resolve_problem(problem)
-    conf = load_config(klass.conf_name, config or [], overrides or [])
+    conf = load_config(klass.config_path(), config or [], overrides or [])
     check_values(klass, conf)
     return klass, conf
 

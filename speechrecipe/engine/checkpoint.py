@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from speechrecipe.data.manifest import atomic_open
 from speechrecipe.errors import RunFailure, os_error_in
+from speechrecipe.fileio import atomic_open
 
 log = logging.getLogger(__name__)
 

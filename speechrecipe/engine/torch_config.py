@@ -6,15 +6,15 @@ import importlib
 import inspect
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from speechrecipe.config import closest
+from speechrecipe.config import closest, load_schema
 from speechrecipe.errors import ConfigError
 
 
 @functools.lru_cache(maxsize=8)
 def _schema(path: Path) -> DictConfig:
-    return OmegaConf.load(path)
+    return load_schema(path)
 
 
 def is_shipped(section: str, conf: DictConfig, schema_path: Path) -> bool:
