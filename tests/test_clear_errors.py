@@ -82,7 +82,7 @@ def test_switching_scheduler_class_drops_the_old_class_arguments(cli):
 def test_malformed_problem_is_one_line(cli, spec):
     result = cli("config", spec)
     assert result.exit_code == 2
-    assert one_line(result.stderr).startswith(f"error: problem '{spec}': expected a built-in name or package.module:Class")
+    assert one_line(result.stderr).startswith(f"error: problem '{spec}': expected a built-in name, package.module:Class")
 
 
 def test_misspelled_test_set_key_names_it(cli, tmp_path):

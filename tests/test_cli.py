@@ -426,7 +426,8 @@ def test_a_live_lock_refuses_and_a_dead_one_is_taken_over(cli, exp):
         result = run(cli, exp)
         assert result.exit_code == 1
         assert error_line(result) == (f"error: {exp} is in use by a live run (pid {holder.pid}); "
-                                      "wait for it to finish or use another --target-dir")
+                                      "wait for it to finish or use another --target-dir (if `ps -p "
+                                      f"{holder.pid} -o args` shows no speechrecipe run, delete {exp / '.lock'})")
         assert snapshot(exp) == before
     finally:
         holder.kill()

@@ -6,11 +6,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from speechrecipe.engine.lock import TargetLock
 from speechrecipe.errors import SpeechRecipeError
+
+TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 
 
 def test_live_holder_refuses_with_its_pid(tmp_path):
@@ -40,6 +43,8 @@ import os, sys, time
 from speechrecipe.engine.lock import TargetLock
 from speechrecipe.engine.logs import setup_console
 from speechrecipe.errors import SpeechRecipeError
+
+TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 setup_console()  # as the CLI does: the takeover's warning goes to the console
 lock, journal, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 time.sleep(max(0.0, start - time.time() - 0.05))
@@ -111,3 +116,25 @@ def test_live_holder_message_says_how_to_tell_and_what_to_do(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_stale_lock_race_through_the_cli(cli, tmp_path):
+    """Three `speechrecipe run`s started together on a target_dir whose lock names a dead pid: they run one
+    at a time (log.txt shows each run's start and end in turn) or refuse with one line."""
+    target, cache = tmp_path / "exp", tmp_path / "cache"
+    common = ["--cache-dir", cache, "-c", TINY, "--stop", "0"]
+    assert cli("run", "asv", "--target-dir", tmp_path / "warm", *common).exit_code == 0  # stage 0 reuses the cache
+    target.mkdir()
+    (target / ".lock").write_text(f"{_dead_pid()}@{socket.gethostname()}")
+    procs = [subprocess.Popen([sys.executable, "-m", "speechrecipe", "run", "asv", "--target-dir", str(target),
+                               *map(str, common)], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 0 or (proc.returncode == 1 and len(errors) == 1
+                                        and "is in use by a live run" in errors[0]), stderr
+    marks = [("start" if "run asv in" in line else "end")
+             for line in (target / "log.txt").read_text().splitlines()
+             if "run asv in" in line or "stage 0 (prepare data) done" in line or "is up to date; skipping" in line]
+    assert marks and marks == ["start", "end"] * (len(marks) // 2), marks
+    assert not (target / ".lock").exists()
