@@ -80,7 +80,7 @@ RANGES: dict[str, str] = {
     "build_task.specaugment.num_time_masks": COUNT0,
     "build_task.specaugment.time_mask_max_ratio": PROBABILITY,
     # optimizer and scheduler (whatever class `name` chooses)
-    "build_optimizer.conf.lr": POSITIVE,
+    "build_optimizer.conf.lr": NONNEGATIVE,  # 0: an untrained baseline
     "build_optimizer.conf.weight_decay": NONNEGATIVE,
     "build_scheduler.conf.step_size": COUNT,
     "build_scheduler.conf.gamma": "(0, 1]",

@@ -40,6 +40,8 @@ class TargetLogHandler(logging.FileHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # a bad log call, not the file: logging's own report
+            return super().handleError(record)
         logging.getLogger(ROOT).removeHandler(self)
         try:
             self.close()
