@@ -4,11 +4,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from speechrecipe.errors import SpeechRecipeError, describe_os_error, os_error_in
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from speechrecipe.engine.paths import ExperimentPaths
+    from speechrecipe.engine.problem import Problem, RunContext
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Staged speech-experiment recipes.")
 
@@ -51,7 +57,8 @@ def _load(problem: str, config: Optional[List[Path]], overrides: Optional[List[s
     return klass, conf
 
 
-def _checked_problem(klass, conf, paths=None, context=None):
+def _checked_problem(klass: type, conf: DictConfig, paths: Optional[ExperimentPaths] = None,
+                     context: Optional[RunContext] = None) -> Problem:
     """The problem, after the checks `run` makes before any stage (`config` and `--dry-run` make them too)."""
     from speechrecipe.engine.paths import ExperimentPaths
 

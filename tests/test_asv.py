@@ -186,4 +186,4 @@ def test_a_list_of_all_speakers_is_evaluated_without_deciding_who_trains(cli, tm
     bad = test_sets.replace("exclude_speakers: false", "exclude: false")
     refused = cli("run", "asv", "--stop", "1", "--target-dir", target, *TRAINED, bad)
     assert refused.exit_code == 2
-    assert "prepare_data.test_sets: each entry needs `name` and `trial_file`" in refused.stderr
+    assert "error: prepare_data.test_sets[1].exclude: unknown key; did you mean exclude_speakers?" in refused.stderr
