@@ -18,6 +18,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import SSL, UPSTREAM_NAMES
 from speechrecipe.nn.pooling import length_mask
 
 LOG_FLOOR = 1e-6  # mel power floor before the log; waveforms are floats in [-1, 1]
@@ -192,9 +193,13 @@ UPSTREAMS: dict[str, type[nn.Module]] = {"fbank": Fbank, "mfcc": MFCC}
 
 
 def build_upstream(name: str, **kwargs) -> nn.Module:
-    """An upstream by name ("fbank", "mfcc") with its constructor keyword arguments."""
+    """An upstream by name ("fbank", "mfcc", "wav2vec2", "hubert", "wavlm") with its constructor keyword arguments."""
+    if name in SSL:
+        from speechrecipe.nn.ssl_upstream import SSLUpstream
+
+        return SSLUpstream(name, **kwargs)
     if name not in UPSTREAMS:
-        raise ConfigError(f"upstream {name!r}: unknown; choose one of {', '.join(UPSTREAMS)}")
+        raise ConfigError(f"upstream {name!r}: unknown; choose one of {', '.join(UPSTREAM_NAMES)}")
     klass = UPSTREAMS[name]
     allowed = [p for p in inspect.signature(klass.__init__).parameters if p != "self"]
     for key in kwargs:

@@ -9,17 +9,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.max_batch_secs", "build_optimizer", "build_scheduler", "train")
 TOKENIZER = "tokenizer.json"
 LEXICON = "lexicon.txt"  # in evaluation/: the LM decoder's words, spelled in tokens
-CHOICES = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.kind": ("lstm", "conformer"),
+CHOICES = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
            "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
            "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
 
@@ -85,7 +86,7 @@ class ASR(Problem):
         decoders = self.build_decoders(self.conf.evaluate, tokenizer)
 
         def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
+            self.restore_model(task, state)
             scores = self.recognize(task, f"test_{test_set}", decoders, out_dir / test_set)
             return {f"{name}_{key}": value for name, metrics in scores.items() for key, value in metrics.items()}
 

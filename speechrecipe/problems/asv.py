@@ -10,13 +10,14 @@ from omegaconf import DictConfig
 
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
 ENCODER = "speakers.json"
 TEST_SET_KEYS = {"name", "trial_file", "exclude_speakers"}
@@ -74,7 +75,7 @@ class ASV(Problem):
         task = self.build_task(self.conf.build_task, self.load_encoder())
 
         def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
+            self.restore_model(task, state)
             return self.verify(task, test_set, out_dir / f"{test_set}.scores")
 
         return self.evaluate(self.conf.evaluate, self.test_set_names(), evaluate_one)
@@ -227,7 +228,7 @@ class ASV(Problem):
                 raise ConfigError(f"prepare_data.test_sets: name {item.name!r} must be letters, digits, _ . - (not 'valid')")
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
-        for key, allowed in (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.name", ("xvector", "ecapa")),
+        for key, allowed in (("build_upstream.name", UPSTREAM_NAMES), ("build_downstream.name", ("xvector", "ecapa")),
                              ("build_task.loss", ("softmax", "amsoftmax", "aamsoftmax")),
                              ("evaluate.score_norm", ("none", "asnorm")), ("prepare_data.check_audio", ("full", "header"))):
             value = self.conf

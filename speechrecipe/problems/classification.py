@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
                                    "build_optimizer", "build_scheduler", "train")
-CHOICES = (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.pooling", ("mean", "stats", "attentive")),
+CHOICES = (("build_upstream.name", UPSTREAM_NAMES), ("build_downstream.pooling", ("mean", "stats", "attentive")),
            ("prepare_data.check_audio", ("full", "header")))
 
 
@@ -74,7 +75,7 @@ class UtteranceClassification(Problem):
         task = self.build_task(encoders)
 
         def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
+            self.restore_model(task, state)
             return self.classify(task, test_set, encoders, out_dir)
 
         return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)
