@@ -196,7 +196,7 @@ def load_entry(entry: Entry, path: Path, task: "nn.Module") -> dict:
         return {"name": entry.name, "source": str(path), "hook": entry.hook}
     state, module, kind = read_state(entry, path, module)
     state = {_rename(k, entry.prefix): v for k, v in state.items()}
-    report = transfer(state, module, entry, path)
+    report = transfer(state, module, entry, path.resolve())  # messages name the source, not the link
     report["format"] = kind
     return report
 
