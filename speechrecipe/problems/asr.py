@@ -141,6 +141,10 @@ class ASR(Problem):
         upstream = self.build_upstream(self.conf.build_upstream)
         featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
         downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, vocab_size)
+        frame_ms = 1000 * upstream.hop_samples / upstream.sample_rate * self.conf.build_downstream.subsample
+        (log.warning if frame_ms > 60 else log.info)(
+            "CTC emits one frame every %g ms (upstream hop x build_downstream.subsample=%d)%s", frame_ms,
+            self.conf.build_downstream.subsample, "; too few frames for fast speech: lower the subsample" if frame_ms > 60 else "")
         masks = {k: v for k, v in conf.specaugment.items() if k != "apply"}
         return CTCTask(upstream, featurizer, downstream, SpecAugment(**masks) if conf.specaugment.apply else None)
 
