@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from speechrecipe.engine.checkpoint import write_text_atomic
+from speechrecipe.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 KEY = "featurizer.weights"
@@ -43,7 +43,7 @@ def write_layer_weights(best: dict[str, dict[str, Any]], checkpoints: Path, resu
         found[name]["test_sets"].append(test_set)
     if not found:
         return None
-    write_text_atomic(results_dir / JSON_NAME, json.dumps(found, indent=1) + "\n")
+    atomic_write_text(results_dir / JSON_NAME, json.dumps(found, indent=1) + "\n")
     plot_layer_weights(found, results_dir / PNG_NAME)
     for name, entry in found.items():
         top = max(range(len(entry["weights"])), key=entry["weights"].__getitem__)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from speechrecipe.errors import ConfigError, RunFailure
+from speechrecipe.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from torch import nn
@@ -154,9 +155,7 @@ def apply(section: DictConfig | None, task: "nn.Module", into: Path, conf: DictC
         return []
     links = collect(entries, into)
     report = [load_entry(entry, links[entry.name], task) for entry in entries]
-    from speechrecipe.engine.checkpoint import write_text_atomic
-
-    write_text_atomic(into / "report.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(into / "report.json", json.dumps(report, indent=1) + "\n")
     return report
 
 
