@@ -1,8 +1,8 @@
 """wav2vec2-base as a frozen upstream on the CPU: forward throughput with padded random batches against
-length-bucketed (sorted) batches, interleaved A B A B; and the size of a step checkpoint with the frozen
+length-bucketed (sorted) batches, interleaved A B A B (the ratio per round, then its median); and the size of a step checkpoint with the frozen
 upstream referenced (speechrecipe) against what s3prl's downstream runner would store.
 
-    .venv/bin/python bench/bench_ssl.py [--utterances 12] [--batch 4] [--rounds 2]
+    .venv/bin/python bench/bench_ssl.py [--utterances 16] [--min-secs 0.5] [--max-secs 4] [--batch 4] [--rounds 3]
 
 Random weights (nothing can be downloaded here): the work per second of audio is the same as with
 trained ones. Prints a Markdown table; the figures go to bench/RESULTS.md with `uptime`.
@@ -13,6 +13,7 @@ import argparse
 import io
 import os
 import random
+import statistics
 import time
 
 import torch
@@ -54,23 +55,25 @@ def forward_pass(upstream: SSLUpstream, wavs: list[torch.Tensor], groups: list[l
 def throughput(args) -> None:
     upstream = SSLUpstream("wav2vec2", "base").eval()
     rng = random.Random(0)
-    lengths = [rng.randint(1 * RATE, 10 * RATE) for _ in range(args.utterances)]
+    lengths = [rng.randint(int(args.min_secs * RATE), int(args.max_secs * RATE)) for _ in range(args.utterances)]
     wavs = [0.1 * torch.randn(n, generator=torch.Generator().manual_seed(i)) for i, n in enumerate(lengths)]
     forward_pass(upstream, wavs[:1], [[0]])  # warm-up
-    rows = {"padded random": [], "length-bucketed": []}
+    names = {"padded random": False, "length-bucketed": True}
+    rows: dict[str, list] = {name: [] for name in names}
     for r in range(args.rounds):  # interleaved: A B A B ...
-        for name, bucketed in (("padded random", False), ("length-bucketed", True)):
+        for name, bucketed in names.items():
             rows[name].append(forward_pass(upstream, wavs, batches(lengths, args.batch, bucketed, seed=r)))
-    base = None
-    print(f"\nwav2vec2-base, frozen, {args.utterances} utterances of 1-10 s, batches of {args.batch}, "
-          f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}\n")
-    print("| batches | audio-s/s (per round) | padding | ratio |\n|---|---|---|---|")
+    print(f"\nwav2vec2-base, frozen, {args.utterances} utterances of {args.min_secs}-{args.max_secs} s "
+          f"({sum(lengths) / RATE:.0f} s of audio), batches of {args.batch}, {args.rounds} rounds, "
+          f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f} at the end\n")
+    print("| batches | audio-s/s, median (per round) | padded samples | ratio to padded random, median of rounds |")
+    print("|---|---|---|---|")
+    speeds = {name: [valid / secs for secs, valid, _ in runs] for name, runs in rows.items()}
     for name, runs in rows.items():
-        speeds = [valid / secs for secs, valid, _ in runs]
-        mean = sum(speeds) / len(speeds)
-        base = base or mean
-        pad = 1 - runs[0][1] / runs[0][2]
-        print(f"| {name} | {mean:.2f} ({', '.join(f'{s:.2f}' for s in speeds)}) | {pad:.0%} | {mean / base:.2f}x |")
+        pad = 1 - sum(v for _, v, _ in runs) / sum(p for _, _, p in runs)
+        ratios = [s / b for s, b in zip(speeds[name], speeds["padded random"])]
+        print(f"| {name} | {statistics.median(speeds[name]):.2f} ({', '.join(f'{s:.2f}' for s in speeds[name])}) "
+              f"| {pad:.0%} | {statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)}) |")
 
 
 def nbytes(obj) -> int:
@@ -95,6 +98,10 @@ def checkpoint_sizes() -> None:
     task = torch.nn.ModuleDict({"upstream": upstream, "featurizer": featurizer, "downstream": downstream})
     probe = list(featurizer.parameters()) + list(downstream.parameters())
     ours = nbytes({"model": task.state_dict(), "optimizer": adam_state(probe)})
+    from speechrecipe.nn.ssl_upstream import full_state_dict
+
+    with full_state_dict(task):  # what the trainer wrote before frozen upstreams were referenced
+        copied = nbytes({"model": task.state_dict(), "optimizer": adam_state(probe)})
     upstream_only = nbytes(upstream.model.state_dict())
     s3prl_frozen = nbytes({"Featurizer": featurizer.state_dict(), "Downstream": downstream.state_dict(),
                            "Optimizer": adam_state(probe)})
@@ -103,6 +110,7 @@ def checkpoint_sizes() -> None:
                              "Downstream": downstream.state_dict(), "Optimizer": adam_state(list(task.parameters()))})
     print("\n| checkpoint (ks linear probe on wav2vec2-base) | MB | ratio to ours |\n|---|---|---|")
     for name, size in (("speechrecipe, frozen upstream referenced by digest", ours),
+                       ("speechrecipe before (task.state_dict() with the frozen upstream)", copied),
                        ("s3prl, frozen upstream (not trainable: not saved)", s3prl_frozen),
                        ("s3prl, upstream fine-tuned (-f): upstream + Adam moments every save", s3prl_finetune),
                        ("the upstream's state dict alone", upstream_only)):
@@ -111,9 +119,11 @@ def checkpoint_sizes() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--utterances", type=int, default=12)
+    parser.add_argument("--utterances", type=int, default=16)
+    parser.add_argument("--min-secs", type=float, default=0.5)
+    parser.add_argument("--max-secs", type=float, default=4.0)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     checkpoint_sizes()

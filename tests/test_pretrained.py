@@ -227,3 +227,22 @@ def test_a_hugging_face_wav2vec2_folder_is_imported_through_torchaudio(tmp_path)
     assert len(hidden) == len(expected) == 3
     for ours, theirs in zip(hidden, expected):
         torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_sources_are_copied_where_links_are_impossible_and_a_second_collect_keeps_the_link(tmp_path, monkeypatch):
+    source = Task(1)
+    torch.save(source.downstream.state_dict(), tmp_path / "down.pt")
+    entries = pretrained.parse({"downstream": str(tmp_path / "down.pt")})
+    link = pretrained.collect(entries, tmp_path / "linked")["downstream"]
+    assert link.is_symlink() and pretrained.collect(entries, tmp_path / "linked")["downstream"].is_symlink()
+
+    def no_links(*_args, **_kwargs):
+        raise OSError("links not supported")
+
+    monkeypatch.setattr("os.symlink", no_links)
+    target = Task(2)
+    pretrained.apply({"downstream": str(tmp_path / "down.pt")}, target, tmp_path / "copied")
+    copied = tmp_path / "copied" / "downstream.ckpt"
+    assert copied.is_file() and not copied.is_symlink() and copied.read_bytes() == (tmp_path / "down.pt").read_bytes()
+    assert equal(source.downstream, target.downstream)
+    assert sorted(p.name for p in (tmp_path / "copied").iterdir()) == ["downstream.ckpt", "report.json"]

@@ -128,22 +128,30 @@ def resolve_source(entry: Entry) -> Path:
 
 
 def collect(entries: list[Entry], into: Path) -> dict[str, Path]:
-    """Link each entry's source into `into` as <name>.ckpt (<name>/ for a folder); copy where links fail."""
+    """Link each entry's source into `into` as <name>.ckpt (<name>/ for a folder); copy where links fail.
+    A link already pointing at the source is kept; another is replaced atomically (torchrun ranks may race)."""
     into.mkdir(parents=True, exist_ok=True)
     collected = {}
     for entry in entries:
         source = resolve_source(entry).resolve()
         link = into / (entry.name if source.is_dir() else f"{entry.name}.ckpt")
-        if link.is_symlink() or link.is_file():
-            link.unlink()
-        elif link.is_dir():
-            shutil.rmtree(link)
-        try:
-            os.symlink(source, link, target_is_directory=source.is_dir())
-        except OSError:
-            (shutil.copytree if source.is_dir() else shutil.copyfile)(source, link)
+        if not (link.is_symlink() and link.resolve() == source):
+            _place(source, link)
         collected[entry.name] = link
     return collected
+
+
+def _place(source: Path, link: Path) -> None:
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        os.symlink(source, temporary, target_is_directory=source.is_dir())
+    except OSError:  # no symlinks on this file system: a copy
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, temporary)
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)  # an earlier copy of a folder
+    elif link.is_symlink() and temporary.is_dir() and not temporary.is_symlink():
+        link.unlink()  # a folder cannot be renamed over a link
+    os.replace(temporary, link)
 
 
 # ----- load --------------------------------------------------------------------------------------
@@ -155,7 +163,10 @@ def apply(section: DictConfig | None, task: "nn.Module", into: Path, conf: DictC
         return []
     links = collect(entries, into)
     report = [load_entry(entry, links[entry.name], task) for entry in entries]
-    atomic_write_text(into / "report.json", json.dumps(report, indent=1) + "\n")
+    from speechrecipe.engine import distributed
+
+    if distributed.world().main:
+        atomic_write_text(into / "report.json", json.dumps(report, indent=1) + "\n")
     return report
 
 
