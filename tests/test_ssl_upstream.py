@@ -203,3 +203,21 @@ def test_a_wrong_ssl_option_is_one_config_line_before_any_work(cli, tmp_path):
     assert result.exit_code == 2
     assert "build_upstream.ssl.conf.encoder_layers" in result.stderr and "did you mean" in result.stderr
     assert not (tmp_path / "x" / "records").exists()
+
+
+def test_layer_weights_are_written_for_a_weighted_sum_only(tmp_path):
+    from speechrecipe.engine.layer_weights import write_layer_weights
+
+    checkpoints, results = tmp_path / "checkpoints", tmp_path / "results"
+    checkpoints.mkdir()
+    results.mkdir()
+    logits = torch.tensor([0.0, 1.0, 2.0])
+    torch.save({"format": 1, "model": {"featurizer.weights": logits}}, checkpoints / "valid_best.ckpt")
+    torch.save({"format": 1, "model": {"downstream.weight": torch.ones(2)}}, checkpoints / "step-4.ckpt")
+    best = {"a": {"checkpoint": "valid_best", "step": 8}, "b": {"checkpoint": "valid_best", "step": 8}}
+    written = write_layer_weights(best, checkpoints, results)
+    found = json.loads(written.read_text())
+    assert found == {"valid_best": {"step": 8, "weights": torch.softmax(logits, 0).tolist(), "test_sets": ["a", "b"]}}
+    assert (results / "layer_weights.png").stat().st_size > 1000
+    # one layer (fbank) or a selected layer: no weights, nothing written
+    assert write_layer_weights({"a": {"checkpoint": "step-4", "step": 4}}, checkpoints, tmp_path / "none") is None
