@@ -174,8 +174,10 @@ def test_a_tiny_wav2vec2_trains_evaluates_and_reports_its_layer_weights(cli, tmp
     assert "layer_weights.png" in (target / "results" / "README.md").read_text()
 
 
-def test_a_frozen_upstream_checkpoint_resumes_bit_identically(cli, tmp_path):
-    args = [*COMMON, *PROBLEMS["ks"], "--stop", "2", "train.eval_step=100", "train.save_step=3", "train.keep_num_ckpts=0"]
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_checkpoint_resumes_bit_identically_frozen_or_fine_tuned_after_two_updates(cli, tmp_path, mode):
+    args = [*COMMON, *PROBLEMS["ks"], *MODES[mode], "--stop", "2", "train.eval_step=100", "train.save_step=3",
+            "train.keep_num_ckpts=0"]
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     assert cli("run", "ks", "--target-dir", whole, *args, "train.total_steps=6").exit_code == 0
     assert cli("run", "ks", "--target-dir", halves, *args, "train.total_steps=3").exit_code == 0
@@ -185,12 +187,15 @@ def test_a_frozen_upstream_checkpoint_resumes_bit_identically(cli, tmp_path):
     # (the 3-step run validated at its last step, so only its best-so-far counters differ)
     same = lambda counters: {k: v for k, v in counters.items() if not k.startswith("best_")}  # noqa: E731
     assert same(a["counters"]) == same(b["counters"]) and a["model"].keys() == b["model"].keys()
-    assert not any(k.startswith("upstream.model.") for k in a["model"])
+    stored = [k for k in a["model"] if k.startswith("upstream.model.")]
+    assert bool(stored) == (mode == "finetuned")  # fine-tuned from update 2: stored by step 3's checkpoint
     for name, value in a["model"].items():
         assert value == b["model"][name] if isinstance(value, str) else torch.equal(value, b["model"][name]), name
     for key, values in a["optimizer"]["state"].items():
         for name, value in values.items():
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optimizer"]["state"][key][name])), (key, name)
+    if mode == "finetuned":
+        return
     # the checkpoint holds the downstream only: far smaller than the upstream's weights
     upstream_bytes = sum(t.numel() * t.element_size() for t in tiny().model.state_dict().values())
     downstream_bytes = sum(v.numel() * v.element_size() for v in a["model"].values() if not isinstance(v, str))
@@ -221,3 +226,14 @@ def test_layer_weights_are_written_for_a_weighted_sum_only(tmp_path):
     assert (results / "layer_weights.png").stat().st_size > 1000
     # one layer (fbank) or a selected layer: no weights, nothing written
     assert write_layer_weights({"a": {"checkpoint": "step-4", "step": 4}}, checkpoints, tmp_path / "none") is None
+
+
+@pytest.mark.parametrize("problem", ["asv", "asr", "ks", "sid", "intent"])
+def test_every_problem_takes_an_ssl_upstream_and_a_pretrained_section(cli, tmp_path, problem):
+    source = tmp_path / "w.pt"
+    torch.save(tiny().model.state_dict(), source)
+    result = cli("run", problem, "--dry-run", "--target-dir", tmp_path / "exp", "-c", TINY_YAML,
+                 "build_upstream.name=hubert", f"pretrained.upstream={source}")
+    assert result.exit_code == 0, result.stderr
+    config = cli("config", problem, "-c", TINY_YAML, f"pretrained.upstream={source}").stdout
+    assert "name: wav2vec2" in config and f"upstream: {source}" in config
