@@ -237,3 +237,8 @@ def test_every_problem_takes_an_ssl_upstream_and_a_pretrained_section(cli, tmp_p
     assert result.exit_code == 0, result.stderr
     config = cli("config", problem, "-c", TINY_YAML, f"pretrained.upstream={source}").stdout
     assert "name: wav2vec2" in config and f"upstream: {source}" in config
+
+
+def test_audio_at_another_rate_is_refused_for_an_ssl_upstream(cli, tmp_path):
+    result = cli("run", "ks", "--target-dir", tmp_path / "x", "build_upstream.name=wavlm", "build_dataset.sample_rate=8000")
+    assert result.exit_code == 2 and "build_dataset.sample_rate: 8000; wavlm takes 16000 Hz audio" in result.stderr

@@ -226,8 +226,7 @@ class Problem:
         from speechrecipe.nn.catalog import check_upstream
 
         pretrained.check(self.conf.get("pretrained"))
-        if "build_upstream" in self.conf:
-            check_upstream(self.conf.build_upstream)
+        check_upstream(self.conf)
         train = self.conf.get("train", {})
         if "num_workers" in train and self.num_workers < 0:
             raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")

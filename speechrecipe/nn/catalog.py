@@ -6,6 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 SPECTRAL = ("fbank", "mfcc")
 SSL = ("wav2vec2", "hubert", "wavlm")  # torchaudio.models; options in build_upstream.ssl
 UPSTREAM_NAMES = SPECTRAL + SSL
+SSL_SAMPLE_RATE = 16000  # what wav2vec2, HuBERT and WavLM were trained on
 
 
 def upstream_options(conf: DictConfig) -> dict:
@@ -16,9 +17,17 @@ def upstream_options(conf: DictConfig) -> dict:
 
 
 def check_upstream(conf: DictConfig) -> None:
-    """Before any stage: an SSL upstream's size and torchaudio options (imports torchaudio only then)."""
-    if conf.get("name") in SSL and "ssl" in conf:
-        from speechrecipe.nn.ssl_upstream import check_options, factory
+    """Before any stage: an SSL upstream's size, torchaudio options and the 16 kHz audio it expects
+    (`conf` is the whole config; imports torchaudio only for an SSL upstream)."""
+    upstream = conf.get("build_upstream")
+    if upstream is None or upstream.get("name") not in SSL or "ssl" not in upstream:
+        return
+    from speechrecipe.errors import ConfigError
+    from speechrecipe.nn.ssl_upstream import check_options, factory
 
-        factory(str(conf.name), str(conf.ssl.size))
-        check_options(str(conf.name), str(conf.ssl.size), upstream_options(conf).get("conf") or {})
+    factory(str(upstream.name), str(upstream.ssl.size))
+    check_options(str(upstream.name), str(upstream.ssl.size), upstream_options(upstream).get("conf") or {})
+    rate = OmegaConf.select(conf, "build_dataset.sample_rate")
+    if rate is not None and int(rate) != SSL_SAMPLE_RATE:
+        raise ConfigError(f"build_dataset.sample_rate: {rate}; {upstream.name} takes {SSL_SAMPLE_RATE} Hz audio, "
+                          f"set build_dataset.sample_rate={SSL_SAMPLE_RATE}")
