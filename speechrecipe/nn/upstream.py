@@ -30,7 +30,7 @@ class Upstream(Protocol):
 
     num_layers: int
     output_dim: int
-    hop_samples: int  # waveform samples per output frame
+    hop_samples: int  # waveform samples per output frame (frames every hop_samples / sample_rate s)
     sample_rate: int
 
     def forward(self, wavs: Tensor, wav_lens: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -81,6 +81,10 @@ class _SpectralUpstream(nn.Module):
             n_mels=n_mels, f_min=f_min_hz, f_max=f_max_hz, center=False, power=2.0,
             window_fn=torch.hamming_window, mel_scale="htk",
         )
+
+    @property
+    def frame_shift_ms(self) -> float:
+        return 1000.0 * self.hop_samples / self.sample_rate
 
     def num_frames(self, wav_lens: Tensor) -> Tensor:
         """Valid output frames for waveforms of `wav_lens` samples."""
