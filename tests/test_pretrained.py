@@ -207,15 +207,21 @@ def test_transfer_from_a_previous_run_into_a_new_one_through_the_cli(cli, tmp_pa
     assert (second / "pretrained" / "model.ckpt").resolve() == (first / "checkpoints" / "valid_best.ckpt").resolve()
 
 
-def test_a_hugging_face_wav2vec2_folder_is_imported_through_torchaudio(tmp_path):
-    transformers = pytest.importorskip("transformers")  # optional extra; installs from PyPI
+def tiny_hugging_face_model(folder: Path):
+    """A Hugging Face Wav2Vec2Model with tiny_wav2vec2.yaml's architecture, saved to `folder`."""
+    transformers = pytest.importorskip("transformers")  # optional extra (speechrecipe[hf]); installs from PyPI
     config = transformers.Wav2Vec2Config(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         conv_dim=[32] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="group", do_stable_layer_norm=False)
     torch.manual_seed(5)
     hf = transformers.Wav2Vec2Model(config).eval()
-    hf.save_pretrained(tmp_path / "hf_tiny")
+    hf.save_pretrained(folder)
+    return hf
+
+
+def test_a_hugging_face_wav2vec2_folder_is_imported_through_torchaudio(tmp_path):
+    hf = tiny_hugging_face_model(tmp_path / "hf_tiny")
     target = Task(2)
     [report] = pretrained.apply(section(upstream=str(tmp_path / "hf_tiny")), target, tmp_path / "pretrained")
     assert report["format"] == "huggingface" and report["missing"] == []
@@ -246,3 +252,20 @@ def test_sources_are_copied_where_links_are_impossible_and_a_second_collect_keep
     assert copied.is_file() and not copied.is_symlink() and copied.read_bytes() == (tmp_path / "down.pt").read_bytes()
     assert equal(source.downstream, target.downstream)
     assert sorted(p.name for p in (tmp_path / "copied").iterdir()) == ["downstream.ckpt", "report.json"]
+
+
+def test_a_hugging_face_upstream_trains_and_evaluates_frozen_through_the_cli(cli, tmp_path):
+    """Stages 2-4 with pretrained.upstream = a Hugging Face folder: the checkpoints refer to exactly its weights,
+    and stage 3 (a fresh task) loads them again before the checkpoint."""
+    tiny_hugging_face_model(tmp_path / "hf_tiny")
+    target = tmp_path / "exp"
+    result = cli("run", "ks", "--target-dir", target, "-c", str(TINY_YAML), f"pretrained.upstream={tmp_path / 'hf_tiny'}",
+                 "train.num_workers=0", "build_batch_sampler.batch_size=8", "build_dataset.max_secs=0.8",
+                 "train.total_steps=2", "train.eval_step=2", "train.save_step=2", "evaluate.test_ckpt_steps=[valid_best]")
+    assert result.exit_code == 0, result.stderr
+    imported = Task(9)
+    pretrained.apply(section(upstream=str(tmp_path / "hf_tiny")), imported, tmp_path / "check")
+    saved = torch.load(target / "checkpoints" / "valid_best.ckpt", weights_only=True)["model"]
+    assert saved["upstream.frozen_weights_sha256"] == imported.upstream.weights_digest()
+    assert json.loads((target / "pretrained" / "report.json").read_text())[0]["format"] == "huggingface"
+    assert json.loads((target / "results" / "results.json").read_text())["test"]["checkpoint"] == "valid_best"
