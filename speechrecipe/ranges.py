@@ -54,6 +54,8 @@ RANGES: dict[str, str] = {
     "build_upstream.mfcc.n_mels": COUNT,
     "build_upstream.mfcc.win_ms": POSITIVE,
     "build_upstream.mfcc.hop_ms": POSITIVE,
+    "build_upstream.ssl.finetune_after": COUNT0,  # updates
+    "build_upstream.ssl.init_seed": "[0, 4294967295]",
     "build_featurizer.layer_selection": f"{ANY} or null",  # negative counts from the last layer
     "build_downstream.hidden_dim": COUNT,
     "build_downstream.num_layers": COUNT,
