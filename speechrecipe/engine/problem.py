@@ -55,6 +55,8 @@ class Stage:
     # files it reads (names or glob patterns in the cache, else target_dir); when given, its record
     # depends on their contents instead of on every earlier stage's record
     reads: tuple[str, ...] = ()
+    # under torchrun, every rank runs it (rank 0 alone runs the others; the training stage always runs on all)
+    all_ranks: bool = False
 
 
 def stage(
@@ -65,13 +67,14 @@ def stage(
     ignore: tuple[str, ...] = (),
     resume_safe: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
+    all_ranks: bool = False,
 ) -> Callable:
     """Declare a method as stage `number`; `uses` are the config sections it depends on, `reads` the
     files of earlier stages it reads (without `reads`, it depends on every earlier stage's record)."""
 
     def mark(method: Callable) -> Callable:
         method._stage = Stage(number, name, description, tuple(uses), tuple(ignore), tuple(resume_safe),
-                              method.__name__, tuple(reads))
+                              method.__name__, tuple(reads), all_ranks)
         return method
 
     return mark

@@ -252,10 +252,10 @@ class Runner:
             self.guard_checkpoints()
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             (self.paths.checkpoints / TRAIN_RUN_FILE).write_text(json.dumps(self.train_deps(), indent=1, default=str))
-        training = stage.number == self.problem.training_stage
-        if training:
-            distributed.broadcast({"train": stage.number})  # the other ranks train with this one
-        self._training = training  # a failure now: the other ranks stop with it (torchrun ends them)
+        together = stage.number == self.problem.training_stage or stage.all_ranks
+        if together:
+            distributed.broadcast({"train": stage.number})  # the other ranks run this one with rank 0
+        self._training = together  # a failure now: the other ranks stop with it (torchrun ends them)
         files = self.problem.run_stage(stage.number) or []
         self._training = False
         deps = self.deps(stage)

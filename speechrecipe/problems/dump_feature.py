@@ -1,0 +1,255 @@
+"""Feature dumping (dump-feature): SUPERB's feature extraction, s3prl's DumpFeature. No torch at module level.
+
+Stage 0 parses a corpus with the toolkit's own parser (so utterance ids match those of asv, ks,
+sid, intent and asr) or a plain list of audio files; stage 1 runs an upstream over every
+utterance into large shards plus an index (data/feature_shards.py), on every torchrun rank; stage 2
+checks every entry and reports. There is no training stage. Training problems read the dump through
+the `precomputed` upstream.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from speechrecipe.config import asset_path, digest
+from speechrecipe.engine.problem import Problem, stage
+from speechrecipe.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# corpus → (its parser, its bundled mini corpus, parser arguments that differ from the parser's
+# defaults: those of the problem that trains on it, so the utterance ids are the same)
+CORPORA: dict[str, tuple[str, str, dict]] = {
+    "voxceleb1": ("speechrecipe.data.corpora.voxceleb1:prepare_voxceleb1_verification", "mini/voxceleb1",
+                  {"test_sets": [{"name": "voxceleb1_o", "trial_file": "veri_test2.txt"}]}),
+    "librispeech": ("speechrecipe.data.corpora.librispeech:prepare_librispeech", "mini/librispeech/LibriSpeech",
+                    {"train_sets": ["train-clean-100"], "valid_sets": ["dev-clean"], "test_sets": ["test-clean", "test-other"]}),
+    "speech_commands": ("speechrecipe.data.corpora.speech_commands:prepare_speech_commands", "mini/speech_commands",
+                        {"words": ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]}),
+    "fluent_speech_commands": ("speechrecipe.data.corpora.fluent_speech_commands:prepare_fluent_speech_commands",
+                               "mini/fluent_speech_commands", {}),
+}
+LIST = "list"
+# arguments stage 0 sets itself from prepare_data's own keys
+OWN_ARGUMENTS = ("root", "out_dir", "strict", "check_audio", "num_workers", "sample_rate")
+FEATURES = "features"  # the dump's folder in target_dir
+TIMING = "dump_timing"  # per-shard compute times (not part of the dump: they differ run to run)
+
+
+class DumpFeature(Problem):
+    """Run an upstream over a corpus once and keep its features in shards, for training without recomputing them."""
+
+    conf_name = "dump-feature"
+    description = "dump upstream features of a corpus into shards + index, for the precomputed upstream"
+    training_stage: ClassVar[int] = -1  # no training stage
+
+    @stage(0, "prepare data", "parse the corpus (or a list of audio files) into manifests",
+           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+    def prepare_data(self) -> list[Path]:
+        c = self.conf.prepare_data
+        if c.corpus == LIST:
+            from speechrecipe.data.corpora.audio_list import prepare_audio_list
+
+            return self.prepare_cached(lambda out: prepare_audio_list(
+                self.list_file, out, strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
+                sample_rate=c.sample_rate))
+        parser, kwargs = self.corpus_parser()
+        return self.prepare_cached(lambda out: parser(
+            root=self.dataset_root, out_dir=out, strict=c.strict, check_audio=c.check_audio,
+            num_workers=c.num_workers, sample_rate=c.sample_rate, **kwargs))
+
+    @stage(1, "dump", "run the upstream over every utterance into shards + index (every torchrun rank dumps its share)",
+           uses=("prepare_data", "build_upstream", "dump"), all_ranks=True)
+    def dump_stage(self) -> list[Path]:
+        from speechrecipe.data import feature_shards as fs
+        from speechrecipe.data.feature_dump import dump_shard
+        from speechrecipe.engine import distributed
+        from speechrecipe.engine.trainer import seed_everything
+
+        seed_everything(self.conf.seed)
+        c, world, folder = self.conf.dump, distributed.world(), self.paths.artifact(FEATURES)
+        upstream, meta = self.dump_upstream()
+        rows = self.utterances()
+        shards = fs.plan_shards(rows, float(c.shard_secs))
+        plan = digest([meta, [[r["id"], r["path"], r.get("start", 0), r["num_frames"]] for r in rows],
+                       float(c.shard_secs), float(c.batch_secs)])
+        if world.main:
+            self.start_dump(folder, {**meta, "plan": plan})
+        distributed.barrier()
+        mine = [k for k in range(len(shards)) if k % world.size == world.rank]
+        todo = [k for k in mine if fs.finished_shard(folder, k, plan) is None]
+        log.info("%d shards of %d utterances; this process dumps %d (%d already done)",
+                 len(shards), len(rows), len(todo), len(mine) - len(todo))
+        from tqdm import tqdm
+
+        for k in tqdm(todo, desc=f"dump (rank {world.rank})" if world.distributed else "dump", unit="shard"):
+            timing = dump_shard(shards[k], k, folder, upstream, str(c.dtype), float(c.batch_secs),
+                                int(self.conf.prepare_data.sample_rate), plan, self.device)
+            self.write_timing(k, {**timing, "rank": world.rank})
+        distributed.barrier()
+        if not world.main:
+            return []
+        entries = [e for k in range(len(shards)) for e in fs.finished_shard(folder, k, plan)]
+        for stray in fs.shard_files(folder)[len(shards):]:  # from an earlier, larger plan
+            stray.unlink()
+            stray.with_suffix(".json").unlink(missing_ok=True)
+        log.info("dumped %d utterances into %d shards in %s", len(entries), len(shards), folder)
+        return [fs.write_index(folder, entries), folder / fs.META]
+
+    @stage(2, "verify and report", "check every entry (readable, finite, frames match the duration); "
+           "summary in results/: utterances, hours, bytes, audio-s/s")
+    def report_stage(self) -> list[Path]:
+        from speechrecipe.data.feature_check import check_dump, summarize, write_summary
+
+        folder = self.paths.artifact(FEATURES)
+        problems = check_dump(folder)
+        if problems:
+            raise DataError(f"{folder}: {len(problems)} index entries are unusable (first: {problems[0]}); "
+                            "dump again: run with --start 1 --force, or use another --target-dir")
+        summary = summarize(folder, self.paths.artifact(TIMING))
+        table = write_summary(summary, self.paths.results)
+        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
+        return [self.paths.results / "results.json"]
+
+    # ----- builders --------------------------------------------------------------------
+    def dump_upstream(self) -> tuple["torch.nn.Module", dict]:
+        """The module to dump (the configured upstream, or a trained checkpoint's upstream + featurizer),
+        in eval mode on this process's device, and the dump's description (features.json)."""
+        checkpoint = self.conf.dump.checkpoint
+        if checkpoint:
+            from speechrecipe.nn.trained import load_front_end
+
+            module = load_front_end(Path(str(checkpoint)), self)
+            name = f"checkpoint {checkpoint}"
+        else:
+            module = self.build_upstream(self.conf.build_upstream)
+            name = str(self.conf.build_upstream.name)
+        module.to(self.device).eval()
+        meta = {"upstream": name, "upstream_conf": dict(self.conf.build_upstream.get(self.conf.build_upstream.name, {})),
+                "dtype": str(self.conf.dump.dtype), "sample_rate": int(self.conf.prepare_data.sample_rate),
+                "hop_samples": int(module.hop_samples), "win_samples": int(getattr(module, "win_samples", module.hop_samples)),
+                "num_layers": int(module.num_layers), "output_dim": int(module.output_dim)}
+        return module, json.loads(json.dumps(meta, default=str))
+
+    # ----- helpers -----------------------------------------------------------------------
+    def corpus_parser(self):
+        """The corpus's parser and its arguments: the defaults above, then prepare_data.conf."""
+        c = self.conf.prepare_data
+        target, _, defaults = CORPORA[str(c.corpus)]
+        module_name, _, function = target.partition(":")
+        parser = getattr(importlib.import_module(module_name), function)
+        kwargs = {**defaults, **_plain(c.conf)}
+        params = inspect.signature(parser).parameters
+        if "seed" in params and "seed" not in kwargs:
+            kwargs["seed"] = self.conf.seed
+        return parser, kwargs
+
+    @property
+    def dataset_root(self) -> Path:
+        c = self.conf.prepare_data
+        if c.corpus == LIST:
+            return self.list_file.parent
+        if c.dataset_root is None:
+            return asset_path(CORPORA[str(c.corpus)][1])
+        return super().dataset_root
+
+    @property
+    def list_file(self) -> Path:
+        return Path(str(self.conf.prepare_data.list_file)).expanduser().resolve()
+
+    def protocol_files(self) -> list[Path]:
+        return [self.list_file] if self.conf.prepare_data.corpus == LIST else []
+
+    def utterances(self) -> list[dict]:
+        """Every utterance of every manifest stage 0 wrote, once (an id in two manifests must be the same audio)."""
+        from speechrecipe.data.manifest import read_jsonl
+
+        found: dict[str, dict] = {}
+        for manifest in sorted(self.paths.cache.glob("*.jsonl")):
+            for row in read_jsonl(manifest):
+                seen = found.setdefault(row["id"], row)
+                if (seen["path"], seen.get("start"), seen["num_frames"]) != (row["path"], row.get("start"), row["num_frames"]):
+                    raise DataError(f"{manifest}: utterance id {row['id']!r} names other audio than in another manifest "
+                                    f"({seen['path']}); ids must be unique")
+        if not found:
+            raise DataError(f"stage 0 found no usable audio (see {self.paths.cache / 'bad_audio.tsv'})")
+        return list(found.values())
+
+    def start_dump(self, folder: Path, meta: dict) -> None:
+        """Rank 0, before anyone dumps: describe the dump; the index goes until the dump is complete again."""
+        from speechrecipe.data import feature_shards as fs
+        from speechrecipe.data.manifest import atomic_open
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / fs.INDEX).unlink(missing_ok=True)
+        with atomic_open(folder / fs.META) as f:
+            f.write(json.dumps(meta, indent=1))
+
+    def write_timing(self, number: int, timing: dict) -> None:
+        from speechrecipe.data.feature_shards import shard_name
+        from speechrecipe.data.manifest import atomic_open
+
+        with atomic_open(self.paths.artifact(TIMING) / f"{shard_name(number)}.json") as f:
+            f.write(json.dumps(timing))
+
+    def check_config(self) -> None:
+        super().check_config()
+        c = self.conf.prepare_data
+        choices = (("prepare_data.corpus", (*CORPORA, LIST)), ("build_upstream.name", ("fbank", "mfcc")),
+                   ("dump.dtype", ("float16", "float32")), ("prepare_data.check_audio", ("full", "header")))
+        for key, allowed in choices:
+            value = _select(self.conf, key)
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        for key in ("dump.shard_secs", "dump.batch_secs"):
+            if not _select(self.conf, key) > 0:
+                raise ConfigError(f"{key}: {_select(self.conf, key)} must be more than 0 seconds")
+        if c.corpus == LIST:
+            if not c.list_file or not self.list_file.is_file():
+                raise ConfigError(f"prepare_data.list_file: {c.list_file} is not a file; with prepare_data.corpus=list "
+                                  "give a text file naming one audio file per line")
+        else:
+            self.check_parser_arguments()
+        if self.conf.dump.checkpoint and not Path(str(self.conf.dump.checkpoint)).is_file():
+            raise ConfigError(f"dump.checkpoint: {self.conf.dump.checkpoint} is not a checkpoint file "
+                              "(give a step-N.ckpt or valid_best.ckpt of another target_dir, or null)")
+
+    def check_parser_arguments(self) -> None:
+        """prepare_data.conf: only arguments the corpus's parser takes, and every one it needs."""
+        import difflib
+
+        parser, kwargs = self.corpus_parser()
+        params = inspect.signature(parser).parameters
+        allowed = [p for p in params if p not in OWN_ARGUMENTS]
+        for key in _plain(self.conf.prepare_data.conf):
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {close[0]}?" if close else f"it takes {', '.join(allowed)}"
+                own = f" (set prepare_data.{key} instead)" if key in OWN_ARGUMENTS else ""
+                raise ConfigError(f"prepare_data.conf.{key}: not an option of the {self.conf.prepare_data.corpus} "
+                                  f"parser{own}; {hint}")
+        needed = [p for p, v in params.items() if v.default is inspect.Parameter.empty
+                  and p not in OWN_ARGUMENTS and p not in kwargs]
+        if needed:
+            raise ConfigError(f"prepare_data.conf: the {self.conf.prepare_data.corpus} parser needs "
+                              f"{', '.join(needed)}; set prepare_data.conf.{needed[0]}=...")
+
+
+def _plain(section) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(section, resolve=True) if section is not None else {}
+
+
+def _select(conf, key: str):
+    value = conf
+    for part in key.split("."):
+        value = value[part]
+    return value
