@@ -25,9 +25,14 @@ import numpy as np
 from speechrecipe.data.manifest import atomic_open, read_jsonl, write_jsonl
 from speechrecipe.errors import ConfigError, DataError
 
+FOLDER = "features"  # a dump's folder inside the dump-feature target_dir
 META = "features.json"
 INDEX = "index.jsonl"
 DTYPES = ("float16", "float32")
+
+
+def dump_folder(target_dir: Path) -> Path:
+    return Path(target_dir).expanduser() / FOLDER
 
 
 def shard_name(number: int) -> str:
@@ -109,6 +114,14 @@ def write_index(folder: Path, entries: list[dict]) -> Path:
     return Path(folder) / INDEX
 
 
+def read_meta(folder: Path, key: str) -> dict:
+    """features.json of a finished dump, or a ConfigError naming `key` and the fix."""
+    if not (folder / INDEX).is_file() or not (folder / META).is_file():
+        raise ConfigError(f"{key}: {folder} holds no finished feature dump ({INDEX} is missing); "
+                          "run `speechrecipe run dump-feature` with that target_dir first")
+    return json.loads((folder / META).read_text())
+
+
 @dataclass
 class FeatureShards:
     """Read-only access to a finished dump; each shard is memory-mapped once, on first use."""
@@ -120,10 +133,7 @@ class FeatureShards:
     @classmethod
     def open(cls, folder: str | Path, key: str = "build_upstream.precomputed.path") -> "FeatureShards":
         folder = Path(folder).expanduser()
-        if not (folder / INDEX).is_file() or not (folder / META).is_file():
-            raise ConfigError(f"{key}: {folder} holds no finished feature dump ({INDEX} is missing); "
-                              "run `speechrecipe run dump-feature` with that target_dir first")
-        meta = json.loads((folder / META).read_text())
+        meta = read_meta(folder, key)
         return cls(folder, meta, {e["id"]: e for e in read_jsonl(folder / INDEX)})
 
     def __post_init__(self) -> None:

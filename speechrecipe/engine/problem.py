@@ -155,6 +155,10 @@ class Problem:
             raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")
         if int(train.get("prefetch_batches", 0)) < 0:
             raise ConfigError(f"train.prefetch_batches: {train.prefetch_batches} must be 0 or more")
+        if "build_upstream" in self.conf and "build_dataset" in self.conf:
+            from speechrecipe.data.frames import check_precomputed
+
+            check_precomputed(self.conf)
 
     # ----- runtime --------------------------------------------------------------------
     @property

@@ -99,13 +99,17 @@ class ASV(Problem):
         """Training crops (with augmentation) for split 'train'; whole utterances otherwise."""
         from speechrecipe.data.augment import build_augmenter
         from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.data.preprocessors import LabelLookup, RandomCrop, WholeUtterance
+        from speechrecipe.data.preprocessors import LabelLookup, RandomCrop
 
         rows = read_jsonl(self.paths.manifest(split))
         if split != "train":
-            return ManifestDataset(rows, WholeUtterance(conf.sample_rate))
+            return self.whole_utterances(rows)
         labels = LabelLookup("speaker", "labels", self.load_encoder().index)
+        shards = precomputed(self.conf.build_upstream, rows)
+        if shards is not None:  # dumped features instead of audio, cropped in frames
+            return ManifestDataset(rows, FrameClip(shards, ("labels",), labels, conf.crop_secs, repeat_short=True))
         augmenter = build_augmenter(conf.augment, conf.sample_rate)
         return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter))
 
@@ -138,6 +142,15 @@ class ASV(Problem):
         return SpeakerVerificationTask(upstream, featurizer, downstream, loss)
 
     # ----- helpers -----------------------------------------------------------------------
+    def whole_utterances(self, rows: list[dict]):
+        """Evaluation samples: whole utterances (their dumped frames with the precomputed upstream)."""
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
+        from speechrecipe.data.preprocessors import WholeUtterance
+
+        shards = precomputed(self.conf.build_upstream, rows)
+        return ManifestDataset(rows, FrameClip(shards) if shards else WholeUtterance(self.conf.build_dataset.sample_rate))
+
     def load_encoder(self):
         from speechrecipe.data.encoder import LabelEncoder
 
@@ -179,19 +192,15 @@ class ASV(Problem):
         import torch
         import torch.nn.functional as F
 
-        from speechrecipe.engine.evaluate import collect
-
-        from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.data.preprocessors import WholeUtterance
+        from speechrecipe.engine.evaluate import collect
 
         per_speaker: dict[str, list[dict]] = {}
         for row in read_jsonl(self.paths.manifest("train")):
             per_speaker.setdefault(row["speaker"], []).append(row)
         keep = int(self.conf.evaluate.asnorm_cohort_per_speaker)
         rows = [r for spk in sorted(per_speaker) for r in sorted(per_speaker[spk], key=lambda r: r["id"])[:keep]]
-        dataset = ManifestDataset(rows, WholeUtterance(self.conf.build_dataset.sample_rate))
-        loader = self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs)
+        loader = self.eval_loader(self.whole_utterances(rows), self.conf.build_batch_sampler.eval_batch_secs)
         speaker = {r["id"]: r["speaker"] for r in rows}
         sums: dict[str, torch.Tensor] = {}
         for out in collect(task.test_step, loader, device, "embed cohort"):
@@ -227,7 +236,7 @@ class ASV(Problem):
                 raise ConfigError(f"prepare_data.test_sets: name {item.name!r} must be letters, digits, _ . - (not 'valid')")
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
-        for key, allowed in (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.name", ("xvector", "ecapa")),
+        for key, allowed in (("build_upstream.name", ("fbank", "mfcc", "precomputed")), ("build_downstream.name", ("xvector", "ecapa")),
                              ("build_task.loss", ("softmax", "amsoftmax", "aamsoftmax")),
                              ("evaluate.score_norm", ("none", "asnorm")), ("prepare_data.check_audio", ("full", "header"))):
             value = self.conf

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
                                    "build_optimizer", "build_scheduler", "train")
-CHOICES = (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.pooling", ("mean", "stats", "attentive")),
+CHOICES = (("build_upstream.name", ("fbank", "mfcc", "precomputed")), ("build_downstream.pooling", ("mean", "stats", "attentive")),
            ("prepare_data.check_audio", ("full", "header")))
 
 
@@ -100,11 +100,15 @@ class UtteranceClassification(Problem):
         """Clips of `split` with their labels; training clips longer than max_secs are cropped at random."""
         from speechrecipe.data.clips import Clip, FieldLabels
         from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
         from speechrecipe.data.manifest import read_jsonl
 
         labels = FieldLabels(tuple(encoders), tuple(e.index for e in encoders.values()))
         max_secs = conf.max_secs if split == "train" else None
         rows = read_jsonl(self.paths.manifest(split))
+        shards = precomputed(self.conf.build_upstream, rows)
+        if shards is not None:  # dumped features instead of audio, cropped in frames
+            return ManifestDataset(rows, FrameClip(shards, ("labels",), labels, max_secs))
         packed = None
         if conf.pack_audio and rows:
             from speechrecipe.data.packed import open_or_build

@@ -39,7 +39,6 @@ CORPORA: dict[str, tuple[str, str, dict]] = {
 LIST = "list"
 # arguments stage 0 sets itself from prepare_data's own keys
 OWN_ARGUMENTS = ("root", "out_dir", "strict", "check_audio", "num_workers", "sample_rate")
-FEATURES = "features"  # the dump's folder in target_dir
 TIMING = "dump_timing"  # per-shard compute times (not part of the dump: they differ run to run)
 
 
@@ -74,7 +73,7 @@ class DumpFeature(Problem):
         from speechrecipe.engine.trainer import seed_everything
 
         seed_everything(self.conf.seed)
-        c, world, folder = self.conf.dump, distributed.world(), self.paths.artifact(FEATURES)
+        c, world, folder = self.conf.dump, distributed.world(), fs.dump_folder(self.paths.target_dir)
         upstream, meta = self.dump_upstream()
         rows = self.utterances()
         shards = fs.plan_shards(rows, float(c.shard_secs))
@@ -107,8 +106,9 @@ class DumpFeature(Problem):
            "summary in results/: utterances, hours, bytes, audio-s/s")
     def report_stage(self) -> list[Path]:
         from speechrecipe.data.feature_check import check_dump, summarize, write_summary
+        from speechrecipe.data.feature_shards import dump_folder
 
-        folder = self.paths.artifact(FEATURES)
+        folder = dump_folder(self.paths.target_dir)
         problems = check_dump(folder)
         if problems:
             raise DataError(f"{folder}: {len(problems)} index entries are unusable (first: {problems[0]}); "
