@@ -55,7 +55,8 @@ def test_dump_holds_every_utterance_as_the_upstream_computes_it(reference):
     assert results["utterances"] == len(rows) and results["bytes"] > 0 and results["audio_s_per_s"] > 0
     assert (reference / "results" / "README.md").read_text().startswith("# Feature dump")
     cache = Path(os.environ["SPEECHRECIPE_CACHE_DIR"]) / "dump-feature"
-    manifest = {json.loads(line)["id"]: json.loads(line) for p in cache.glob("*/test.jsonl") for line in p.read_text().splitlines()}
+    manifest = {json.loads(line)["id"]: json.loads(line) for p in cache.glob("*/test_*.jsonl") for line in p.read_text().splitlines()}
+    assert len(manifest) > 5
     fbank = Fbank(n_mels=80, cmn=False).eval()
     for utt in sorted(manifest)[:5]:  # float16 of what fbank gives the clip alone
         row = manifest[utt]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from speechrecipe.data.feature_shards import FeatureShards, shard_files, shard_name, total_bytes
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.fileio import atomic_write_json, atomic_write_text
 
 FRAME_SLACK = 1  # frames an upstream may differ from floor((samples - window) / hop) + 1
 
@@ -60,8 +60,7 @@ def summarize(folder: Path, timing_dir: Path) -> dict:
 def write_summary(summary: dict, results: Path) -> str:
     """results.json and README.md; returns the Markdown table."""
     results.mkdir(parents=True, exist_ok=True)
-    with atomic_open(results / "results.json") as f:
-        f.write(json.dumps(summary, indent=1) + "\n")
+    atomic_write_json(results / "results.json", summary)
     speed = summary["audio_s_per_s"]
     rows = [("upstream", summary["upstream"]), ("utterances", f"{summary['utterances']:,}"),
             ("audio", f"{summary['hours']:.3f} h"), ("frames", f"{summary['frames']:,}"),
@@ -69,6 +68,5 @@ def write_summary(summary: dict, results: Path) -> str:
             ("bytes", f"{summary['bytes']:,} in {summary['shards']} shards"),
             ("dump speed", f"{speed:,.0f} audio-s/s per process" if speed else "—"), ("folder", summary["folder"])]
     table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
-    with atomic_open(results / "README.md") as f:
-        f.write(f"# Feature dump\n\n{table}\n")
+    atomic_write_text(results / "README.md", f"# Feature dump\n\n{table}\n")
     return table

@@ -22,7 +22,8 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from speechrecipe.data.manifest import atomic_open, read_jsonl, write_jsonl
+from speechrecipe.data.manifest import read_jsonl, write_jsonl
+from speechrecipe.fileio import atomic_open, atomic_write_text
 from speechrecipe.errors import ConfigError, DataError
 
 FOLDER = "features"  # a dump's folder inside the dump-feature target_dir
@@ -88,9 +89,7 @@ class ShardWriter:
 
     def close(self, plan: str) -> None:
         self._bin.__exit__(None, None, None)
-        text = json.dumps({"plan": plan, "entries": self.entries})
-        with atomic_open(self.folder / f"{shard_name(self.number)}.json") as f:
-            f.write(text)
+        atomic_write_text(self.folder / f"{shard_name(self.number)}.json", json.dumps({"plan": plan, "entries": self.entries}))
 
     def abort(self) -> None:
         """Leave no partial shard (the temporary file is removed)."""

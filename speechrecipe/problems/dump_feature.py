@@ -13,9 +13,12 @@ import inspect
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from speechrecipe.config import asset_path, digest
+from omegaconf import OmegaConf
+
+from speechrecipe.config import asset_path
+from speechrecipe.fileio import atomic_write_json, digest
 from speechrecipe.engine.problem import Problem, stage
 from speechrecipe.errors import ConfigError, DataError
 
@@ -47,22 +50,13 @@ class DumpFeature(Problem):
 
     conf_name = "dump-feature"
     description = "dump upstream features of a corpus into shards + index, for the precomputed upstream"
-    training_stage: ClassVar[int] = -1  # no training stage
+    choices = {"prepare_data.corpus": (*CORPORA, "list"), "build_upstream.name": ("fbank", "mfcc"),
+               "dump.dtype": ("float16", "float32"), "prepare_data.check_audio": ("full", "header")}
 
-    @stage(0, "prepare data", "parse the corpus (or a list of audio files) into manifests",
+    @stage(0, "prepare data", "parse the corpus (or a list of audio files) into manifests", role="prepare",
            uses=("prepare_data",), ignore=("prepare_data.num_workers",))
     def prepare_data(self) -> list[Path]:
-        c = self.conf.prepare_data
-        if c.corpus == LIST:
-            from speechrecipe.data.corpora.audio_list import prepare_audio_list
-
-            return self.prepare_cached(lambda out: prepare_audio_list(
-                self.list_file, out, strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
-                sample_rate=c.sample_rate))
-        parser, kwargs = self.corpus_parser()
-        return self.prepare_cached(lambda out: parser(
-            root=self.dataset_root, out_dir=out, strict=c.strict, check_audio=c.check_audio,
-            num_workers=c.num_workers, sample_rate=c.sample_rate, **kwargs))
+        return self.prepare_corpus_cached()
 
     @stage(1, "dump", "run the upstream over every utterance into shards + index (every torchrun rank dumps its share)",
            uses=("prepare_data", "build_upstream", "dump"), all_ranks=True)
@@ -103,7 +97,7 @@ class DumpFeature(Problem):
         return [fs.write_index(folder, entries), folder / fs.META]
 
     @stage(2, "verify and report", "check every entry (readable, finite, frames match the duration); "
-           "summary in results/: utterances, hours, bytes, audio-s/s")
+           "summary in results/: utterances, hours, bytes, audio-s/s", role="report")
     def report_stage(self) -> list[Path]:
         from speechrecipe.data.feature_check import check_dump, summarize, write_summary
         from speechrecipe.data.feature_shards import dump_folder
@@ -117,6 +111,22 @@ class DumpFeature(Problem):
         table = write_summary(summary, self.paths.results)
         log.info("results (%s):\n%s", self.paths.results / "README.md", table)
         return [self.paths.results / "results.json"]
+
+    # ----- hooks ---------------------------------------------------------------------------
+    def prepare_corpus(self, out_dir: Path) -> dict:
+        if self.conf.prepare_data.corpus == LIST:
+            from speechrecipe.data.corpora.audio_list import prepare_audio_list
+
+            options = {k: v for k, v in self.corpus_options().items() if k != "root"}
+            return prepare_audio_list(self.list_file, out_dir, **options)
+        parser, kwargs = self.corpus_parser()
+        return parser(out_dir=out_dir, **self.corpus_options(), **kwargs)
+
+    def corpus_options(self) -> dict:
+        """As every problem's, with the sample rate from prepare_data (this problem has no build_dataset)."""
+        c = self.conf.prepare_data
+        return {"root": self.dataset_root, "strict": c.strict, "check_audio": c.check_audio,
+                "num_workers": c.num_workers, "sample_rate": c.sample_rate}
 
     # ----- builders --------------------------------------------------------------------
     def dump_upstream(self) -> tuple["torch.nn.Module", dict]:
@@ -185,32 +195,22 @@ class DumpFeature(Problem):
     def start_dump(self, folder: Path, meta: dict) -> None:
         """Rank 0, before anyone dumps: describe the dump; the index goes until the dump is complete again."""
         from speechrecipe.data import feature_shards as fs
-        from speechrecipe.data.manifest import atomic_open
 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / fs.INDEX).unlink(missing_ok=True)
-        with atomic_open(folder / fs.META) as f:
-            f.write(json.dumps(meta, indent=1))
+        atomic_write_json(folder / fs.META, meta)
 
     def write_timing(self, number: int, timing: dict) -> None:
         from speechrecipe.data.feature_shards import shard_name
-        from speechrecipe.data.manifest import atomic_open
 
-        with atomic_open(self.paths.artifact(TIMING) / f"{shard_name(number)}.json") as f:
-            f.write(json.dumps(timing))
+        atomic_write_json(self.paths.artifact(TIMING) / f"{shard_name(number)}.json", timing)
 
     def check_config(self) -> None:
         super().check_config()
         c = self.conf.prepare_data
-        choices = (("prepare_data.corpus", (*CORPORA, LIST)), ("build_upstream.name", ("fbank", "mfcc")),
-                   ("dump.dtype", ("float16", "float32")), ("prepare_data.check_audio", ("full", "header")))
-        for key, allowed in choices:
-            value = _select(self.conf, key)
-            if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
         for key in ("dump.shard_secs", "dump.batch_secs"):
-            if not _select(self.conf, key) > 0:
-                raise ConfigError(f"{key}: {_select(self.conf, key)} must be more than 0 seconds")
+            if not OmegaConf.select(self.conf, key) > 0:
+                raise ConfigError(f"{key}: {OmegaConf.select(self.conf, key)} must be more than 0 seconds")
         if c.corpus == LIST:
             if not c.list_file or not self.list_file.is_file():
                 raise ConfigError(f"prepare_data.list_file: {c.list_file} is not a file; with prepare_data.corpus=list "
@@ -243,13 +243,4 @@ class DumpFeature(Problem):
 
 
 def _plain(section) -> dict:
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_container(section, resolve=True) if section is not None else {}
-
-
-def _select(conf, key: str):
-    value = conf
-    for part in key.split("."):
-        value = value[part]
-    return value
