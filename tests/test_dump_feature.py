@@ -165,7 +165,7 @@ def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, t
     assert np.array_equal(again.get(utt), first.get(utt))
 
 
-def test_asv_trains_and_evaluates_on_precomputed_frames(cli, tmp_path):
+def test_asv_and_sid_train_on_precomputed_frames(cli, tmp_path):
     tiny = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
     dump = tmp_path / "dump"
     result = cli("run", "dump-feature", "--target-dir", dump, "prepare_data.corpus=voxceleb1",
@@ -177,6 +177,10 @@ def test_asv_trains_and_evaluates_on_precomputed_frames(cli, tmp_path):
                  "train.save_step=20")
     assert result.exit_code == 0, result.output
     assert 0 <= json.loads((target / "results" / "results.json").read_text())["voxceleb1_o"]["eer"] <= 1
+    result = cli("run", "sid", "--stop", "2", "--target-dir", tmp_path / "sid", "build_upstream.name=precomputed",
+                 f"build_upstream.precomputed.path={dump}", "train.total_steps=10", "train.eval_step=10",
+                 "train.save_step=10")  # the same dump serves sid: every utterance of iden_split.txt
+    assert result.exit_code == 0, result.output
     result = cli("run", "asv", "--target-dir", tmp_path / "aug", "-c", tiny, "build_upstream.name=precomputed",
                  f"build_upstream.precomputed.path={dump}", "build_dataset.augment.speed_perturb=true")
     assert result.exit_code == 2 and "build_dataset.augment" in result.stderr

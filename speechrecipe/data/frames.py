@@ -81,7 +81,7 @@ def precomputed(upstream_conf: DictConfig, rows: list[dict] | None = None) -> Fe
     with `rows`, every row's id must be in it."""
     if upstream_conf.name != PRECOMPUTED:
         return None
-    path = upstream_conf[PRECOMPUTED].path
+    path = upstream_conf.get(PRECOMPUTED, {}).get("path")
     if not path:
         raise ConfigError(f"{KEY}: give the target_dir of a dump-feature run (build_upstream.name is precomputed)")
     folder = dump_folder(Path(str(path)))

@@ -27,17 +27,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# corpus → (its parser, its bundled mini corpus, parser arguments that differ from the parser's
-# defaults: those of the problem that trains on it, so the utterance ids are the same)
-CORPORA: dict[str, tuple[str, str, dict]] = {
-    "voxceleb1": ("speechrecipe.data.corpora.voxceleb1:prepare_voxceleb1_verification", "mini/voxceleb1",
-                  {"test_sets": [{"name": "voxceleb1_o", "trial_file": "veri_test2.txt"}]}),
+# corpus → (its parser, its bundled mini corpus, parser arguments that differ from the parser's defaults:
+# those of the problem that trains on it, so the utterance ids are the same; its list files, relative to
+# the corpus root: an edit prepares it again). VoxCeleb1 is parsed by its identification split, which
+# lists every utterance, so one dump serves asv and sid.
+CORPORA: dict[str, tuple[str, str, dict, tuple[str, ...]]] = {
+    "voxceleb1": ("speechrecipe.data.corpora.voxceleb1:prepare_voxceleb1_identification", "mini/voxceleb1", {},
+                  ("iden_split.txt",)),
     "librispeech": ("speechrecipe.data.corpora.librispeech:prepare_librispeech", "mini/librispeech/LibriSpeech",
-                    {"train_sets": ["train-clean-100"], "valid_sets": ["dev-clean"], "test_sets": ["test-clean", "test-other"]}),
+                    {"train_sets": ["train-clean-100"], "valid_sets": ["dev-clean"], "test_sets": ["test-clean", "test-other"]},
+                    ()),
     "speech_commands": ("speechrecipe.data.corpora.speech_commands:prepare_speech_commands", "mini/speech_commands",
-                        {"words": ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]}),
+                        {"words": ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]},
+                        ("validation_list.txt", "testing_list.txt")),
     "fluent_speech_commands": ("speechrecipe.data.corpora.fluent_speech_commands:prepare_fluent_speech_commands",
-                               "mini/fluent_speech_commands", {}),
+                               "mini/fluent_speech_commands", {},
+                               ("data/train_data.csv", "data/valid_data.csv", "data/test_data.csv")),
 }
 LIST = "list"
 # arguments stage 0 sets itself from prepare_data's own keys
@@ -152,7 +157,7 @@ class DumpFeature(Problem):
     def corpus_parser(self):
         """The corpus's parser and its arguments: the defaults above, then prepare_data.conf."""
         c = self.conf.prepare_data
-        target, _, defaults = CORPORA[str(c.corpus)]
+        target, _, defaults, _ = CORPORA[str(c.corpus)]
         module_name, _, function = target.partition(":")
         parser = getattr(importlib.import_module(module_name), function)
         kwargs = {**defaults, **_plain(c.conf)}
@@ -175,7 +180,11 @@ class DumpFeature(Problem):
         return Path(str(self.conf.prepare_data.list_file)).expanduser().resolve()
 
     def protocol_files(self) -> list[Path]:
-        return [self.list_file] if self.conf.prepare_data.corpus == LIST else []
+        if self.conf.prepare_data.corpus == LIST:
+            return [self.list_file]
+        listed = [self.dataset_root / name for name in CORPORA[str(self.conf.prepare_data.corpus)][3]]
+        iden_split = self.conf.prepare_data.conf.get("iden_split")  # voxceleb1 with another split file
+        return [self.dataset_root / str(iden_split)] if iden_split else listed
 
     def utterances(self) -> list[dict]:
         """Every utterance of every manifest stage 0 wrote, once (an id in two manifests must be the same audio)."""
