@@ -96,8 +96,8 @@ class DumpFeature(Problem):
             return []
         entries = [e for k in range(len(shards)) for e in fs.finished_shard(folder, k, plan)]
         for stray in fs.shard_files(folder)[len(shards):]:  # from an earlier, larger plan
-            stray.unlink()
-            stray.with_suffix(".json").unlink(missing_ok=True)
+            for path in (stray, stray.with_suffix(".json"), self.paths.artifact(TIMING) / f"{stray.stem}.json"):
+                path.unlink(missing_ok=True)
         log.info("dumped %d utterances into %d shards in %s", len(entries), len(shards), folder)
         return [fs.write_index(folder, entries), folder / fs.META]
 
