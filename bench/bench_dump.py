@@ -69,12 +69,16 @@ def asv_rates(work: Path, env: dict, name: str, steps: int, *args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=2, help="alternations of each measurement")
-    parser.add_argument("--steps", type=int, default=40, help="asv updates per run")
+    parser.add_argument("--steps", type=int, default=40, help="asv updates per run (0: dump only)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads in every process (0: torch's default)")
     args = parser.parse_args()
     loads = [os.getloadavg()[0]]
+    threads = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        env = {**os.environ, "SPEECHRECIPE_CACHE_DIR": str(work / "cache")}
+        env = {**os.environ, "SPEECHRECIPE_CACHE_DIR": str(work / "cache"), **threads}
         files = sorted(p for p in MINI.rglob("*") if p.suffix in (".wav", ".flac"))
         listing = work / "files.txt"
         listing.write_text("".join(f"{p}\n" for p in files))
@@ -88,13 +92,14 @@ def main() -> None:
         loads.append(os.getloadavg()[0])
 
         vox = work / "vox-dump"
-        cli(env, "dump-feature", "--target-dir", str(vox), "prepare_data.corpus=voxceleb1", "build_upstream.fbank.cmn=true")
+        if args.steps:
+            cli(env, "dump-feature", "--target-dir", str(vox), "prepare_data.corpus=voxceleb1", "build_upstream.fbank.cmn=true")
         pre = ("build_upstream.name=precomputed", f"build_upstream.precomputed.path={vox}")
         cases = {"fbank on the fly (defaults: 1 worker)": (),
                  "precomputed fbank (1 worker)": pre,
                  "precomputed fbank (0 workers, 2-batch prefetch thread)": pre + ("train.num_workers=0", "train.prefetch_batches=2")}
         runs: dict[str, list[dict]] = {name: [] for name in cases}
-        for k in range(args.repeats):
+        for k in range(args.repeats if args.steps else 0):
             for i, (name, extra) in enumerate(cases.items()):
                 runs[name].append(asv_rates(work, env, f"{i}-{k}", args.steps, *extra))
         loads.append(os.getloadavg()[0])
@@ -107,6 +112,8 @@ def main() -> None:
     for name, values in (("bare loop (read, fbank, write)", bares), ("speechrecipe dump-feature stage 1", dumps)):
         mean = sum(values) / len(values)
         print(f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {mean:,.0f} | {mean / bare:.2f} |")
+    if not args.steps:
+        return
     print(f"\nasv training, {args.steps} updates of 32 x 2 s crops, mini VoxCeleb1:\n")
     print("| run | utt/s (each repeat) | mean | data wait | ratio |")
     print("|---|---|---|---|---|")
