@@ -55,7 +55,7 @@ class DumpFeature(Problem):
 
     conf_name = "dump-feature"
     description = "dump upstream features of a corpus into shards + index, for the precomputed upstream"
-    choices = {"prepare_data.corpus": (*CORPORA, "list"), "build_upstream.name": ("fbank", "mfcc"),
+    choices = {"prepare_data.corpus": (*CORPORA, LIST), "build_upstream.name": ("fbank", "mfcc"),
                "dump.dtype": ("float16", "float32"), "prepare_data.check_audio": ("full", "header")}
 
     @stage(0, "prepare data", "parse the corpus (or a list of audio files) into manifests", role="prepare",
@@ -67,39 +67,22 @@ class DumpFeature(Problem):
            uses=("prepare_data", "build_upstream", "dump"), all_ranks=True)
     def dump_stage(self) -> list[Path]:
         from speechrecipe.data import feature_shards as fs
-        from speechrecipe.data.feature_dump import dump_shard
         from speechrecipe.engine import distributed
         from speechrecipe.engine.trainer import seed_everything
 
         seed_everything(self.conf.seed)
-        c, world, folder = self.conf.dump, distributed.world(), fs.dump_folder(self.paths.target_dir)
+        c, folder = self.conf.dump, fs.dump_folder(self.paths.target_dir)
         upstream, meta = self.dump_upstream()
         rows = self.utterances()
         shards = fs.plan_shards(rows, float(c.shard_secs))
         plan = digest([meta, [[r["id"], r["path"], r.get("start", 0), r["num_frames"]] for r in rows],
                        float(c.shard_secs), float(c.batch_secs)])
-        if world.main:
+        if distributed.world().main:
             self.start_dump(folder, {**meta, "plan": plan})
         distributed.barrier()
-        mine = [k for k in range(len(shards)) if k % world.size == world.rank]
-        todo = [k for k in mine if fs.finished_shard(folder, k, plan) is None]
-        log.info("%d shards of %d utterances; this process dumps %d (%d already done)",
-                 len(shards), len(rows), len(todo), len(mine) - len(todo))
-        from tqdm import tqdm
-
-        for k in tqdm(todo, desc=f"dump (rank {world.rank})" if world.distributed else "dump", unit="shard"):
-            timing = dump_shard(shards[k], k, folder, upstream, str(c.dtype), float(c.batch_secs),
-                                int(self.conf.prepare_data.sample_rate), plan, self.device)
-            self.write_timing(k, {**timing, "rank": world.rank})
-        distributed.barrier()
-        if not world.main:
-            return []
-        entries = [e for k in range(len(shards)) for e in fs.finished_shard(folder, k, plan)]
-        for stray in fs.shard_files(folder)[len(shards):]:  # from an earlier, larger plan
-            for path in (stray, stray.with_suffix(".json"), self.paths.artifact(TIMING) / f"{stray.stem}.json"):
-                path.unlink(missing_ok=True)
-        log.info("dumped %d utterances into %d shards in %s", len(entries), len(shards), folder)
-        return [fs.write_index(folder, entries), folder / fs.META]
+        self.dump_share(shards, plan, folder, upstream)
+        distributed.barrier()  # every shard is written
+        return self.finish_dump(shards, plan, folder) if distributed.world().main else []
 
     @stage(2, "verify and report", "check every entry (readable, finite, frames match the duration); "
            "summary in results/: utterances, hours, bytes, audio-s/s", role="report")
@@ -111,7 +94,7 @@ class DumpFeature(Problem):
         problems = check_dump(folder)
         if problems:
             raise DataError(f"{folder}: {len(problems)} index entries are unusable (first: {problems[0]}); "
-                            "dump again: run with --start 1 --force, or use another --target-dir")
+                            f"remove {folder} and run the same command again (stage 1 dumps anew)")
         summary = summarize(folder, self.paths.artifact(TIMING))
         table = write_summary(summary, self.paths.results)
         log.info("results (%s):\n%s", self.paths.results / "README.md", table)
@@ -208,6 +191,35 @@ class DumpFeature(Problem):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / fs.INDEX).unlink(missing_ok=True)
         atomic_write_json(folder / fs.META, meta)
+
+    def dump_share(self, shards: list[list[dict]], plan: str, folder: Path, upstream) -> None:
+        """This process's shards (k ≡ rank mod world size) not yet done under `plan`."""
+        from tqdm import tqdm
+
+        from speechrecipe.data.feature_dump import dump_shard
+        from speechrecipe.data.feature_shards import finished_shard
+        from speechrecipe.engine import distributed
+
+        world, c = distributed.world(), self.conf.dump
+        mine = [k for k in range(len(shards)) if k % world.size == world.rank]
+        todo = [k for k in mine if finished_shard(folder, k, plan) is None]
+        log.info("%d shards of %d utterances; this process dumps %d (%d already done)",
+                 len(shards), sum(map(len, shards)), len(todo), len(mine) - len(todo))
+        for k in tqdm(todo, desc=f"dump (rank {world.rank})" if world.distributed else "dump", unit="shard"):
+            timing = dump_shard(shards[k], k, folder, upstream, str(c.dtype), float(c.batch_secs),
+                                int(self.conf.prepare_data.sample_rate), plan, self.device)
+            self.write_timing(k, {**timing, "rank": world.rank})
+
+    def finish_dump(self, shards: list[list[dict]], plan: str, folder: Path) -> list[Path]:
+        """Rank 0, once every shard is written: the index, and no shard left from an earlier, larger plan."""
+        from speechrecipe.data import feature_shards as fs
+
+        entries = [e for k in range(len(shards)) for e in fs.finished_shard(folder, k, plan)]
+        for stray in fs.shard_files(folder)[len(shards):]:
+            for path in (stray, stray.with_suffix(".json"), self.paths.artifact(TIMING) / f"{stray.stem}.json"):
+                path.unlink(missing_ok=True)
+        log.info("dumped %d utterances into %d shards in %s", len(entries), len(shards), folder)
+        return [fs.write_index(folder, entries), folder / fs.META]
 
     def write_timing(self, number: int, timing: dict) -> None:
         from speechrecipe.data.feature_shards import shard_name
