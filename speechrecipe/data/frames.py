@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 
 from speechrecipe.data.feature_shards import FeatureShards, dump_folder
 from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.nn.catalog import PRECOMPUTED
 
-PRECOMPUTED = "precomputed"
 KEY = "build_upstream.precomputed.path"
 
 

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from speechrecipe.config import asset_path
 from speechrecipe.fileio import atomic_write_json, digest
+from speechrecipe.nn.catalog import SSL, SSL_SAMPLE_RATE, UPSTREAM_NAMES
 from speechrecipe.engine.problem import Problem, stage
 from speechrecipe.errors import ConfigError, DataError
 
@@ -55,7 +56,7 @@ class DumpFeature(Problem):
 
     conf_name = "dump-feature"
     description = "dump upstream features of a corpus into shards + index, for the precomputed upstream"
-    choices = {"prepare_data.corpus": (*CORPORA, LIST), "build_upstream.name": ("fbank", "mfcc"),
+    choices = {"prepare_data.corpus": (*CORPORA, LIST), "build_upstream.name": UPSTREAM_NAMES,
                "dump.dtype": ("float16", "float32"), "prepare_data.check_audio": ("full", "header")}
 
     @stage(0, "prepare data", "parse the corpus (or a list of audio files) into manifests", role="prepare",
@@ -120,6 +121,8 @@ class DumpFeature(Problem):
     def dump_upstream(self) -> tuple["torch.nn.Module", dict]:
         """The module to dump (the configured upstream, or a trained checkpoint's upstream + featurizer),
         in eval mode on this process's device, and the dump's description (features.json)."""
+        from speechrecipe.nn.catalog import upstream_options
+
         checkpoint = self.conf.dump.checkpoint
         if checkpoint:
             from speechrecipe.nn.trained import load_front_end
@@ -130,7 +133,7 @@ class DumpFeature(Problem):
             module = self.build_upstream(self.conf.build_upstream)
             name = str(self.conf.build_upstream.name)
         module.to(self.device).eval()
-        meta = {"upstream": name, "upstream_conf": dict(self.conf.build_upstream.get(self.conf.build_upstream.name, {})),
+        meta = {"upstream": name, "upstream_conf": upstream_options(self.conf.build_upstream),
                 "dtype": str(self.conf.dump.dtype), "sample_rate": int(self.conf.prepare_data.sample_rate),
                 "hop_samples": int(module.hop_samples), "win_samples": int(getattr(module, "win_samples", module.hop_samples)),
                 "num_layers": int(module.num_layers), "output_dim": int(module.output_dim)}
@@ -238,6 +241,9 @@ class DumpFeature(Problem):
                                   "give a text file naming one audio file per line")
         else:
             self.check_parser_arguments()
+        if self.conf.build_upstream.name in SSL and c.sample_rate != SSL_SAMPLE_RATE:
+            raise ConfigError(f"prepare_data.sample_rate: {c.sample_rate}; {self.conf.build_upstream.name} takes "
+                              f"{SSL_SAMPLE_RATE} Hz audio, set prepare_data.sample_rate={SSL_SAMPLE_RATE}")
         if self.conf.dump.checkpoint and not Path(str(self.conf.dump.checkpoint)).is_file():
             raise ConfigError(f"dump.checkpoint: {self.conf.dump.checkpoint} is not a checkpoint file "
                               "(give a step-N.ckpt or valid_best.ckpt of another target_dir, or null)")
