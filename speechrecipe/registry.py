@@ -13,6 +13,7 @@ PROBLEMS = {
     "ks": "speechrecipe.problems.ks:KeywordSpotting",
     "sid": "speechrecipe.problems.sid:SpeakerIdentification",
     "intent": "speechrecipe.problems.intent:IntentClassification",
+    "diarization": "speechrecipe.problems.diarization:Diarization",
 }
 
 
