@@ -17,7 +17,8 @@ import torch
 from speechrecipe.config import asset_path
 from speechrecipe.data.corpora.mini_diarization import MiniSpec, build_mini_corpus
 from speechrecipe.data.diarization_chunks import FrameGrid, activity
-from speechrecipe.data.manifest import file_digest, read_jsonl
+from speechrecipe.data.manifest import read_jsonl
+from speechrecipe.fileio import file_digest
 from speechrecipe.data.rttm import read_rttm
 from speechrecipe.metrics.assignment import min_cost_assignment
 from speechrecipe.metrics.der import corpus_der, diarization_errors

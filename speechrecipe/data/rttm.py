@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.fileio import atomic_open
 from speechrecipe.errors import DataError
 
 Segment = tuple[float, float, str]
