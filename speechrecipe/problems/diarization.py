@@ -231,8 +231,9 @@ class Diarization(Problem):
         probs = {}
         for out in collect(task.test_step, loader, device, f"diarize {split}"):
             probs.update({key: out["probs"][i, : int(out["lens"][i])].numpy() for i, key in enumerate(out["ids"])})
-        return {row["id"]: stitch([(start // grid.hop_samples, probs[f"{row['id']}@{k}"]) for k, start in enumerate(row["starts"])],
-                                  grid.num_frames(row["samples"])) for row in rows}
+        # a frame the head completed with zeros (a partial stack at a chunk's end) is left out
+        return {row["id"]: stitch([(start // grid.hop_samples, probs[f"{row['id']}@{k}"][: grid.num_frames(min(chunk, row["samples"] - start))])
+                                   for k, start in enumerate(row["starts"])], grid.num_frames(row["samples"])) for row in rows}
 
     def segments(self, probs: dict[str, "np.ndarray"], threshold: float, median_frames: int) -> dict[str, list["Segment"]]:
         from speechrecipe.tasks.diarization import to_segments
