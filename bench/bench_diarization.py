@@ -1,6 +1,6 @@
 """Diarization speed and accuracy on the mini diarization corpus.
 
-    .venv/bin/python bench/bench_diarization.py [--steps 400] [--rounds 2]
+    .venv/bin/python bench/bench_diarization.py [--steps 200] [--rounds 2]   (--rounds 0: skip part 1)
 
 1. Training throughput: stages 0-2 of `diarization` (default config) for a few updates, with the
    default prefetch thread (train.prefetch_batches=2) and without it (0), alternating A B A B over
@@ -86,9 +86,18 @@ def inference_rtf(target: Path, cache: Path) -> dict:
     return {"audio_s": audio, "rtf": whole / audio, "forward_rtf": (time.perf_counter() - began) / audio}
 
 
+def print_speeds(speeds: dict[int, list[dict]], rounds: int) -> None:
+    base = sum(s["audio_s_per_s"] for s in speeds[0]) / rounds
+    print("\n| case | audio s/s | data wait | ratio |\n|---|---|---|---|", flush=True)
+    for prefetch, label in ((2, "prefetch_batches=2 (default)"), (0, "prefetch_batches=0")):
+        rate = sum(s["audio_s_per_s"] for s in speeds[prefetch]) / rounds
+        wait = sum(s["data_wait"] for s in speeds[prefetch]) / rounds
+        print(f"| {label} | {rate:.1f} | {100 * wait:.1f} % | {rate / base:.2f}x |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--speed-steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -99,12 +108,8 @@ def main() -> None:
         for round_ in range(args.rounds):
             for prefetch in (2, 0):
                 speeds[prefetch].append(throughput(work / f"speed-{prefetch}-{round_}", cache, prefetch, args.speed_steps))
-        base = sum(s["audio_s_per_s"] for s in speeds[0]) / args.rounds
-        print("\n| case | audio s/s | data wait | ratio |\n|---|---|---|---|")
-        for prefetch, label in ((2, "prefetch_batches=2 (default)"), (0, "prefetch_batches=0")):
-            rate = sum(s["audio_s_per_s"] for s in speeds[prefetch]) / args.rounds
-            wait = sum(s["data_wait"] for s in speeds[prefetch]) / args.rounds
-            print(f"| {label} | {rate:.1f} | {100 * wait:.1f} % | {rate / base:.2f}x |")
+        if args.rounds:
+            print_speeds(speeds, args.rounds)
         trained, untrained = work / "trained", work / "untrained"
         began = time.perf_counter()
         run(trained, cache, f"train.total_steps={args.steps}")
