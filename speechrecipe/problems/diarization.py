@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,7 +37,7 @@ class Diarization(Problem):
     conf_name = "diarization"
     description = "speaker diarization on Kaldi data dirs (LibriMix): PIT BiLSTM/Conformer, chunk stitching, DER"
     metric, higher_better, results_title = "der", False, "Speaker diarization results"
-    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.kind": ("lstm", "conformer"),
+    choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
                "prepare_data.check_audio": ("full", "header")}
 
     @stage(0, "prepare data", "parse Kaldi data dirs (wav.scp, rttm; segments, utt2spk, reco2dur checked) into "
