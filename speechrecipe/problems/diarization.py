@@ -27,7 +27,7 @@ SPEAKER_ORDER = "speaker_order.json"
 # evaluate.* keys that validation during training uses too (they decide valid_best)
 VALIDATION_KEYS = ("evaluate.chunk_secs", "evaluate.chunk_overlap_secs", "evaluate.threshold",
                    "evaluate.median_frames", "evaluate.collar_secs")
-TRAIN_SECTIONS = ("build_encoder", "build_upstream", "build_featurizer", "build_downstream", "build_dataset",
+TRAIN_SECTIONS = ("pretrained", "build_encoder", "build_upstream", "build_featurizer", "build_downstream", "build_dataset",
                   "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train") + VALIDATION_KEYS
 
 
