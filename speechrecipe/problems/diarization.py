@@ -24,11 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPEAKER_ORDER = "speaker_order.json"
-# evaluate.* keys that validation during training uses too (they decide valid_best)
-VALIDATION_KEYS = ("evaluate.chunk_secs", "evaluate.chunk_overlap_secs", "evaluate.threshold",
-                   "evaluate.median_frames", "evaluate.collar_secs")
+# Validation also reads evaluate.chunk_secs, chunk_overlap_secs, threshold, median_frames and collar_secs;
+# like train.valid_metric they pick valid_best but never change the weights, so they are not listed here.
 TRAIN_SECTIONS = ("pretrained", "build_encoder", "build_upstream", "build_featurizer", "build_downstream", "build_dataset",
-                  "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train") + VALIDATION_KEYS
+                  "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
 
 
 class Diarization(Problem):
