@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python bench/bench_corpus_check.py
 	$(BIN)/python bench/bench_asr.py
 	$(BIN)/python bench/bench_ks.py
+	$(BIN)/python bench/bench_diarization.py
 	$(BIN)/python bench/bench_torchrun.py --problem asv
 	$(BIN)/python bench/bench_torchrun.py --problem ks
 

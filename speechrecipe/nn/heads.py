@@ -1,4 +1,4 @@
-"""Downstream heads over frame features [B, F, D]: utterance classification and CTC."""
+"""Downstream heads over frame features [B, F, D]: utterance classification, CTC and frame tagging."""
 from __future__ import annotations
 
 import torch
@@ -121,6 +121,11 @@ class CTCHead(nn.Module):
                 module.register_forward_pre_hook(self._frame_mask)
 
     def forward(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        x, lens = self.encode(feats, lens)
+        return F.log_softmax(self.output(self.dropout(x)), dim=-1), lens
+
+    def encode(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        """Frame stacking and the encoder: ([B, F', encoder_dim], out_lens)."""
         x, lens = stack_frames(feats, lens, self.subsample)
         lens = lens.clamp(min=1)
         x = x[:, : int(lens.max())]  # torchaudio's Conformer wants exactly max(lens) frames
@@ -133,4 +138,13 @@ class CTCHead(nn.Module):
                 x, _ = self.encoder(self.input_proj(x), lens)
             finally:
                 self._frame_mask.mask = None
-        return F.log_softmax(self.output(self.dropout(x)), dim=-1), lens
+        return x, lens
+
+
+class FrameTagger(CTCHead):
+    """CTCHead's encoder with independent per-frame logits, one per output (e.g. speaker activity:
+    a sigmoid each, not a softmax over them). forward: feats [B, F, D], lens -> (logits [B, F', outputs], lens)."""
+
+    def forward(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        x, lens = self.encode(feats, lens)
+        return self.output(self.dropout(x)), lens

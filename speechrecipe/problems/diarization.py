@@ -1,0 +1,294 @@
+"""Speaker diarization with permutation-invariant training (diarization). Imports no torch at module level."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig, OmegaConf
+
+from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import UPSTREAM_NAMES
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from speechrecipe.data.diarization_chunks import FrameGrid
+    from speechrecipe.data.rttm import Segment
+
+log = logging.getLogger(__name__)
+
+SPEAKER_ORDER = "speaker_order.json"
+# Validation also reads evaluate.chunk_secs, chunk_overlap_secs, threshold, median_frames and collar_secs;
+# like train.valid_metric they pick valid_best but never change the weights, so they are not listed here.
+TRAIN_SECTIONS = ("pretrained", "build_encoder", "build_upstream", "build_featurizer", "build_downstream", "build_dataset",
+                  "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
+
+
+class Diarization(Problem):
+    """Frame-level speaker activity (one sigmoid per output speaker), PIT BCE, DER with its parts."""
+
+    conf_name = "diarization"
+    description = "speaker diarization on Kaldi data dirs (LibriMix): PIT BiLSTM/Conformer, chunk stitching, DER"
+    metric, higher_better, results_title = "der", False, "Speaker diarization results"
+    choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
+               "prepare_data.check_audio": ("full", "header")}
+
+    @stage(0, "prepare data", "parse Kaldi data dirs (wav.scp, rttm; segments, utt2spk, reco2dur checked) into "
+           "per-recording manifests; builds the mini corpus first when dataset_root is null", role="prepare",
+           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+    def prepare_data(self) -> list[Path]:
+        if self.conf.prepare_data.dataset_root is None:
+            self.build_mini_corpus()
+        return self.prepare_corpus_cached()
+
+    @stage(1, "build encoder", "each training recording's speakers in output order (most speech first)",
+           uses=("build_encoder",), reads=("train.jsonl",))
+    def build_encoder_stage(self) -> list[Path]:
+        return self.fit_encoder()
+
+    @stage(2, "train", "train on fixed-length chunks with permutation-invariant BCE; keep valid_best by DER on the "
+           "dev split", role="train", uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",),
+           resume_safe=TRAIN_RESUME_SAFE, reads=("train.jsonl", "valid.jsonl", SPEAKER_ORDER))
+    def train_stage(self) -> None:
+        self.train_model()
+
+    @stage(3, "evaluate", "diarize each test set by overlapping chunks with every checkpoint (threshold and median "
+           "filter tuned on the dev split): one RTTM each, DER", role="evaluate", uses=("evaluate",),
+           ignore=("evaluate.test_ckpt_steps",))
+    def evaluate_stage(self) -> list[Path]:
+        return self.evaluate_checkpoints()
+
+    @stage(4, "report best", "best checkpoint per test set by DER (missed, false alarm, confusion): results.json, "
+           "README.md, reference against hypothesis activity of one recording", role="report")
+    def report_stage(self) -> None:
+        self.report_best()
+
+    # ----- hooks ---------------------------------------------------------------------------
+    def prepare_corpus(self, out_dir: Path) -> dict:
+        from speechrecipe.data.corpora.kaldi_diarization import prepare_kaldi_diarization
+
+        c = self.conf.prepare_data
+        manifests = {"train": c.train_split, "valid": c.dev_split,
+                     **{self.paths.test_manifest(s).stem: s for s in c.test_splits}}
+        return prepare_kaldi_diarization(out_dir=out_dir, manifests=manifests, **self.corpus_options())
+
+    def protocol_files(self) -> list[Path]:
+        from speechrecipe.data.corpora.kaldi_diarization import protocol_files
+
+        c = self.conf.prepare_data
+        return protocol_files(self.dataset_root, [c.train_split, c.dev_split, *c.test_splits])
+
+    def test_sets(self) -> list[str]:
+        return [str(s) for s in self.conf.prepare_data.test_splits]
+
+    def test_set_files(self, test_set: str) -> list[Path]:
+        """The test manifest and the dev manifest the post-processing is tuned on."""
+        return [self.paths.test_manifest(test_set), self.paths.manifest("valid")]
+
+    def build_encoder(self, conf: DictConfig, rows: list[dict]) -> dict[str, list[str]]:
+        """{recording: its speakers, most speech first (ties by name), at most num_speakers}."""
+        order, crowded = {}, 0
+        for row in rows:
+            speech: dict[str, float] = {}
+            for start, end, speaker in row["segments"]:
+                speech[speaker] = speech.get(speaker, 0.0) + end - start
+            order[row["id"]] = sorted(speech, key=lambda s: (-speech[s], s))[: conf.num_speakers]
+            crowded += len(speech) > conf.num_speakers
+        if crowded:
+            log.warning("%d training recordings have more than %d speakers; the quietest are left out of their targets",
+                        crowded, conf.num_speakers)
+        return order
+
+    def save_encoder(self, encoder: dict[str, list[str]]) -> list[Path]:
+        from speechrecipe.fileio import atomic_write_json
+
+        atomic_write_json(self.paths.artifact(SPEAKER_ORDER), encoder)
+        return [self.paths.artifact(SPEAKER_ORDER)]
+
+    def load_encoder(self) -> dict[str, list[str]]:
+        return json.loads(self.paths.artifact(SPEAKER_ORDER).read_text())
+
+    def build_dataset(self, conf: DictConfig, split: str, encoder: dict[str, list[str]]):
+        """Training chunks with their targets (column k: the recording's k-th speaker in `encoder`)."""
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.diarization_chunks import DiarizationChunks
+        from speechrecipe.data.manifest import read_jsonl
+
+        rows = read_jsonl(self.paths.manifest(split))
+        return ManifestDataset(rows, DiarizationChunks(conf.sample_rate, grid=self.frame_grid, chunk_secs=conf.chunk_secs,
+                                                       order=encoder, num_speakers=self.conf.build_encoder.num_speakers))
+
+    def build_batch_sampler(self, conf: DictConfig, dataset):
+        from speechrecipe.data.sampler import EpochBatchSampler
+
+        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size)
+
+    def build_downstream(self, conf: DictConfig, input_dim: int, num_speakers: int) -> "torch.nn.Module":
+        from speechrecipe.nn.heads import FrameTagger
+
+        return FrameTagger(input_dim, num_speakers, hidden_dim=conf.hidden_dim, num_layers=conf.num_layers,
+                           bidirectional=conf.bidirectional, dropout=conf.dropout, kind=conf.kind,
+                           subsample=conf.subsample, **conf.conformer)
+
+    def build_task(self, conf: DictConfig, encoder: dict[str, list[str]]) -> "torch.nn.Module":
+        from speechrecipe.tasks.diarization import DiarizationTask
+
+        upstream = self.build_upstream(self.conf.build_upstream)
+        featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
+        downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim,
+                                           self.conf.build_encoder.num_speakers)
+        return DiarizationTask(upstream, featurizer, downstream)
+
+    def validate(self, task, encoder) -> dict[str, float]:
+        """DER on the dev split at evaluate.threshold and evaluate.median_frames."""
+        c = self.conf.evaluate
+        return self.score(self.segments(self.diarize(task, "valid"), c.threshold, c.median_frames), "valid")
+
+    def evaluate_test_set(self, task, encoder, test_set: str, out_dir: Path) -> dict[str, float]:
+        """DER with the threshold and median filter tuned on dev for these weights; writes <test_set>.rttm."""
+        from speechrecipe.data.rttm import write_rttm
+
+        tuned = self.tuned(task)
+        name = self.paths.test_manifest(test_set).stem
+        hypothesis = self.segments(self.diarize(task, name), tuned["threshold"], tuned["median_frames"])
+        write_rttm(out_dir / f"{test_set}.rttm", hypothesis)
+        return {**self.score(hypothesis, name), **tuned}
+
+    def result_columns(self) -> list[tuple[str, str, str]]:
+        return [("der", "DER (%)", "pct"), ("missed", "missed (%)", "pct"), ("false_alarm", "false alarm (%)", "pct"),
+                ("confusion", "confusion (%)", "pct"), ("threshold", "threshold", "float"),
+                ("median_frames", "median (frames)", "int")]
+
+    def report_extras(self, best: dict[str, dict]) -> None:
+        """activity_<test set>.png: reference against hypothesis speakers of the test set's first recording."""
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.rttm import read_rttm
+        from speechrecipe.metrics.diarization_plot import plot_activity
+
+        for test_set, record in best.items():
+            row = read_jsonl(self.paths.test_manifest(test_set))[0]
+            hypothesis = read_rttm(self.paths.evaluation / record["checkpoint"] / f"{test_set}.rttm").get(row["id"], [])
+            plot_activity([tuple(s) for s in row["segments"]], hypothesis, row["duration"],
+                          self.paths.results / f"activity_{test_set}.png", f"{test_set}: {row['id']} ({record['checkpoint']})")
+
+    # ----- helpers -----------------------------------------------------------------------
+    @cached_property
+    def frame_grid(self) -> "FrameGrid":
+        """The output frames in samples: training targets and output segments follow them."""
+        from speechrecipe.data.diarization_chunks import FrameGrid
+
+        upstream = self.build_upstream(self.conf.build_upstream)
+        hop, stack = upstream.hop_samples, self.conf.build_downstream.subsample
+        # the head stacks `stack` frames into one output frame: a longer hop and a wider window
+        return FrameGrid(self.conf.build_dataset.sample_rate, hop * stack,
+                         getattr(upstream, "win_samples", hop) + (stack - 1) * hop)
+
+    @property
+    def dataset_root(self) -> Path:
+        """prepare_data.dataset_root, else the mini corpus's folder in the cache (named by its settings)."""
+        if self.conf.prepare_data.dataset_root is None:
+            from speechrecipe.fileio import digest
+
+            return self.paths.cache_root / "mini_corpus" / digest(OmegaConf.to_container(self.conf.prepare_data.mini, resolve=True))
+        return super().dataset_root
+
+    def build_mini_corpus(self) -> Path:
+        from speechrecipe.data.corpora.mini_diarization import MiniSpec, build_mini_corpus
+
+        m = self.conf.prepare_data.mini
+        spec = MiniSpec(seed=m.seed, recordings=dict(m.recordings), utterances_per_recording=m.utterances_per_recording,
+                        overlap_ratio=m.overlap_ratio, pause_secs=tuple(m.pause_secs))
+        return build_mini_corpus(Path(str(m.source)).expanduser(), self.dataset_root, spec)
+
+    def diarize(self, task, split: str) -> dict[str, "np.ndarray"]:
+        """{recording: speaker probabilities [frames, num_speakers]} of a split, by overlapping chunks."""
+        import torch
+
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.diarization_chunks import RecordingChunks
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.tasks.diarization import plan_chunks, stitch
+
+        grid, c = self.frame_grid, self.conf.evaluate
+        chunk, overlap = int(c.chunk_secs * grid.sample_rate), int(c.chunk_overlap_secs * grid.sample_rate)
+        rows, chunks = read_jsonl(self.paths.manifest(split)), []
+        for row in rows:
+            row["samples"] = int(round(row["duration"] * grid.sample_rate))
+            row["starts"] = plan_chunks(row["samples"], chunk, overlap, grid.hop_samples)
+            chunks += [{"id": f"{row['id']}@{k}", "path": row["path"], "sample_rate": row["sample_rate"], "start": start,
+                        "samples": min(chunk, row["samples"] - start)} for k, start in enumerate(row["starts"])]
+        device = torch.device(self.device)
+        task.to(device).eval()
+        loader = self.eval_loader(ManifestDataset(chunks, RecordingChunks(grid.sample_rate)),
+                                  self.conf.build_batch_sampler.eval_batch_secs)
+        probs = {}
+        for out in collect(task.test_step, loader, device, f"diarize {split}"):
+            probs.update({key: out["probs"][i, : int(out["lens"][i])].numpy() for i, key in enumerate(out["ids"])})
+        # a frame the head completed with zeros (a partial stack at a chunk's end) is left out
+        return {row["id"]: stitch([(start // grid.hop_samples, probs[f"{row['id']}@{k}"][: grid.num_frames(min(chunk, row["samples"] - start))])
+                                   for k, start in enumerate(row["starts"])], grid.num_frames(row["samples"])) for row in rows}
+
+    def segments(self, probs: dict[str, "np.ndarray"], threshold: float, median_frames: int) -> dict[str, list["Segment"]]:
+        from speechrecipe.tasks.diarization import to_segments
+
+        return {rec: to_segments(p, self.frame_grid, threshold, median_frames) for rec, p in probs.items()}
+
+    def score(self, hypothesis: dict[str, list["Segment"]], split: str) -> dict[str, float]:
+        """DER and its parts (shares of reference speech) against a split's RTTM segments."""
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.metrics.der import corpus_der
+
+        reference = {r["id"]: [tuple(s) for s in r["segments"]] for r in read_jsonl(self.paths.manifest(split))}
+        return corpus_der(reference, hypothesis, self.conf.evaluate.collar_secs).rates()
+
+    def tuned(self, task) -> dict[str, float]:
+        """threshold and median_frames with the lowest DER on the dev split (never a test split), or the
+        configured ones with evaluate.tune.apply false; computed once per set of weights."""
+        weights = hashlib.sha256()
+        for tensor in task.state_dict().values():
+            weights.update(tensor.detach().cpu().numpy().tobytes())
+        key = weights.hexdigest()
+        if self.__dict__.get("_tuned_for") != key:
+            c = self.conf.evaluate
+            grid = [(t, m) for t in c.tune.thresholds for m in c.tune.median_frames] if c.tune.apply else [(c.threshold, c.median_frames)]
+            probs = self.diarize(task, "valid")
+            scored = [(self.score(self.segments(probs, t, m), "valid")["der"], t, m) for t, m in grid]
+            der, threshold, median = min(scored, key=lambda s: s[0])
+            log.info("dev split: threshold %.2f, median filter %d frames (DER %.2f %%)", threshold, median, 100 * der)
+            self._tuned_for, self._tuned = key, {"threshold": float(threshold), "median_frames": int(median), "dev_der": der}
+        return self._tuned
+
+    def check_config(self) -> None:
+        super().check_config()
+        c = self.conf.evaluate
+        checks = [("build_encoder.num_speakers", self.conf.build_encoder.num_speakers >= 1, "use 1 or more"),
+                  ("build_dataset.chunk_secs", self.conf.build_dataset.chunk_secs > 0, "use a positive length"),
+                  ("evaluate.chunk_overlap_secs", 0 <= c.chunk_overlap_secs < c.chunk_secs, "use 0 or more, below evaluate.chunk_secs"),
+                  ("evaluate.collar_secs", c.collar_secs >= 0, "use 0 or more")]
+        checks += [(f"evaluate.{k}", all(int(m) >= 1 and int(m) % 2 == 1 for m in v), "use odd frame counts (1: no filter)")
+                   for k, v in (("median_frames", [c.median_frames]), ("tune.median_frames", c.tune.median_frames))]
+        checks += [(f"evaluate.{k}", all(0 < float(t) < 1 for t in v), "use probabilities between 0 and 1")
+                   for k, v in (("threshold", [c.threshold]), ("tune.thresholds", c.tune.thresholds))]
+        for key, ok, fix in checks + self._mini_checks():
+            if not ok:
+                raise ConfigError(f"{key}: {OmegaConf.select(self.conf, key)}; {fix}")
+
+    def _mini_checks(self) -> list[tuple[str, bool, str]]:
+        c = self.conf.prepare_data
+        if c.dataset_root is not None:
+            return []
+        from speechrecipe.data.corpora.mini_diarization import SOURCE_SPLITS
+
+        splits, pause = {c.train_split, c.dev_split, *c.test_splits}, list(c.mini.pause_secs)
+        return [("prepare_data.mini.recordings", set(c.mini.recordings) <= set(SOURCE_SPLITS) and splits <= set(c.mini.recordings),
+                 f"the mini corpus has splits {', '.join(SOURCE_SPLITS)}; the split keys must name its splits"),
+                ("prepare_data.mini.overlap_ratio", 0 <= c.mini.overlap_ratio <= 1, "use a share between 0 and 1"),
+                ("prepare_data.mini.pause_secs", len(pause) == 2 and 0 <= pause[0] <= pause[1], "use [min, max] seconds"),
+                ("prepare_data.mini.utterances_per_recording", c.mini.utterances_per_recording >= 1, "use 1 or more")]
