@@ -2,7 +2,8 @@
 
 A subclass declares stage 0 (its corpus → train/valid/<test set> manifests) and its test sets;
 stages 1-4 are shared. Which row fields are classified is config (build_encoder.fields): one
-encoder and one linear head per field over a shared pooled utterance vector, loss summed.
+encoder and one linear head per field over a shared utterance vector, loss summed. The model is
+build_downstream.name (nn/classifiers.py), one of the subclass's `downstreams`.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream")
+MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
                                    "build_optimizer", "build_scheduler", "train")
-CHOICES = (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.pooling", ("mean", "stats", "attentive")),
+CHOICES = (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.probe.pooling", ("mean", "stats", "attentive")),
            ("prepare_data.check_audio", ("full", "header")))
 
 
@@ -35,6 +36,7 @@ class UtteranceClassification(Problem):
     """Classify whole utterances: pooled upstream features, one linear head per label field."""
 
     results_title: ClassVar[str] = "Utterance classification results"
+    downstreams: ClassVar[tuple[str, ...]] = ("probe",)  # build_downstream.name choices (nn/classifiers.py)
 
     def test_sets(self) -> list[str]:
         """Names of the test manifests stage 0 writes (besides train and valid)."""
@@ -110,7 +112,12 @@ class UtteranceClassification(Problem):
             from speechrecipe.data.packed import open_or_build
 
             packed = open_or_build(rows, self.paths.manifest(split), self.paths.cache / "packed", conf.sample_rate)
-        return ManifestDataset(rows, Clip(conf.sample_rate, ("labels",), labels, max_secs, packed))
+        augment = self.build_clip_augment(conf) if split == "train" else None
+        return ManifestDataset(rows, Clip(conf.sample_rate, ("labels",), labels, max_secs, packed, augment))
+
+    def build_clip_augment(self, conf: DictConfig):
+        """Waveform augmentation of training clips (a callable on a numpy clip and an rng), or None."""
+        return None
 
     def build_batch_sampler(self, conf: DictConfig, dataset):
         """Shuffled batches; with balance_by, each epoch draws with replacement so every class is equally likely."""
@@ -126,18 +133,21 @@ class UtteranceClassification(Problem):
                                  drop_last=True, weights=weights)
 
     def build_downstream(self, conf: DictConfig, input_dim: int, num_classes: list[int]) -> "torch.nn.Module":
-        from speechrecipe.nn.heads import UtteranceClassifier
+        from speechrecipe.nn.classifiers import build_classifier
 
-        return UtteranceClassifier(input_dim, num_classes, pooling=conf.pooling, hidden_dim=conf.hidden_dim)
+        return build_classifier(conf, input_dim, num_classes)
 
     def build_task(self, encoders: dict[str, "LabelEncoder"]) -> "torch.nn.Module":
+        from speechrecipe.nn.specaugment import SeededSpecAugment
         from speechrecipe.tasks.classification import UtteranceClassificationTask
 
         upstream = self.build_upstream(self.conf.build_upstream)
         featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
         sizes = [len(e) for e in encoders.values()]
         downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, sizes)
-        return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoders))
+        masks = {k: v for k, v in self.conf.build_task.specaugment.items() if k != "apply"}
+        specaugment = SeededSpecAugment(**masks) if self.conf.build_task.specaugment.apply else None
+        return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoders), specaugment)
 
     # ----- helpers -----------------------------------------------------------------------
     def load_encoders(self) -> dict[str, "LabelEncoder"]:
@@ -200,7 +210,7 @@ class UtteranceClassification(Problem):
         fields = list(self.conf.build_encoder.fields)
         if not fields or len(set(fields)) != len(fields):
             raise ConfigError(f"build_encoder.fields: {fields} must name one or more distinct manifest fields")
-        for key, allowed in CHOICES:
+        for key, allowed in CHOICES + (("build_downstream.name", self.downstreams),):
             value = self.conf
             for part in key.split("."):
                 value = value[part]
