@@ -68,7 +68,8 @@ def run_case(root: Path, target: Path, case: str, steps: int, log_step: int, dev
 
 
 # SUPERB's probe, the ks default until issue 15: the cheapest model, so data loading shows most
-PROBE = ["build_downstream.name=probe", "build_upstream.fbank.n_mels=80", "build_task.specaugment.apply=false",
+PROBE = ["build_downstream.name=probe", "build_upstream.fbank.n_mels=80", "build_upstream.fbank.cmn=false",
+         "build_task.specaugment.apply=false",
          "build_dataset.augment.shift_ms=0", "build_dataset.augment.noise_prob=0"]
 
 # files|pack : DataLoader workers : train.prefetch_batches. The first is the baseline: clips read from
