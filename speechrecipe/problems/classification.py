@@ -144,8 +144,8 @@ class UtteranceClassification(Problem):
         featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
         sizes = [len(e) for e in encoder.values()]
         downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, sizes)
-        masks = {k: v for k, v in conf.specaugment.items() if k != "apply"}
-        specaugment = SeededSpecAugment(**masks) if conf.specaugment.apply else None
+        spec = conf.get("specaugment")  # a problem's own YAML may have no build_task section
+        specaugment = SeededSpecAugment(**{k: v for k, v in spec.items() if k != "apply"}) if spec and spec.apply else None
         return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoder), specaugment)
 
     # ----- helpers -----------------------------------------------------------------------
