@@ -158,3 +158,22 @@ def test_mini_keyword_and_intent_corpora_test_on_speakers_never_heard_in_trainin
     speakers = {split: {row["speakerId"] for row in csv.DictReader(open(fsc / f"{split}_data.csv"))}
                 for split in ("train", "test")}
     assert speakers["test"] and not speakers["test"] & speakers["train"]
+
+
+def test_ks_defaults_resume_bit_identical_with_augmentation(cli, tmp_path):
+    """Shift, noise and SpecAugment draw from the sample seeds, so stopping at update 6 and going on to 12
+    ends with the same weights as 12 updates in one go (packed clips, prefetch thread: the defaults)."""
+    common = ("--stop", "2", "train.log_step=3", "train.eval_step=6", "train.save_step=6",
+              "build_batch_sampler.batch_size=8", "train.keep_num_ckpts=0")
+
+    def train(target: Path, steps: int) -> None:
+        result = cli("run", "ks", "--target-dir", target, *common, f"train.total_steps={steps}")
+        assert result.exit_code == 0, result.stderr
+
+    train(tmp_path / "straight", 12)
+    train(tmp_path / "resumed", 6)
+    train(tmp_path / "resumed", 12)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "step-12.ckpt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "step-12.ckpt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "resume" in (tmp_path / "resumed" / "train_log.jsonl").read_text()
