@@ -67,6 +67,11 @@ def test_clip_augment_is_a_function_of_the_seed_and_shifts_within_the_clip():
     else:
         expected[-shift:] = clip[: RATE + shift]
     assert np.array_equal(shifted, expected)
+    for seed in range(20):  # clips shorter than the largest shift (and empty ones) stay whole-length
+        short = np.ones(50, dtype=np.float32)
+        quiet(short, random.Random(seed))
+        assert short.shape == (50,) and set(np.unique(short)) <= {0.0, 1.0}
+    quiet(np.zeros(0, dtype=np.float32), random.Random(0))
 
 
 def test_background_noise_comes_only_from_the_training_part_of_each_recording(tmp_path):

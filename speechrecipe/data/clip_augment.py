@@ -31,12 +31,13 @@ class ClipAugment:
     def __call__(self, clip: np.ndarray, rng: random.Random) -> None:
         n = len(clip)
         shift = rng.randint(-self.max_shift, self.max_shift) if self.max_shift else 0
+        shift = max(-n, min(n, shift))  # a clip shorter than the shift becomes silence
         if shift > 0:  # earlier: the clip's start is cut, zeros at its end
             clip[: n - shift] = clip[shift:].copy()
-            clip[max(n - shift, 0):] = 0.0
+            clip[n - shift :] = 0.0
         elif shift < 0:
             clip[-shift:] = clip[: n + shift].copy()
-            clip[: min(-shift, n)] = 0.0
+            clip[:-shift] = 0.0
         if self.noises and rng.random() < self.noise_prob:
             volume = rng.uniform(0.0, self.noise_volume)
             noise = self.noises[rng.randrange(len(self.noises))]
