@@ -51,20 +51,26 @@ def build_tree(root: Path, num_clips: int) -> None:
         sf.write(noise_dir / f"noise{k}.wav", noise, RATE, subtype="PCM_16")
 
 
-def run_case(root: Path, target: Path, case: str, steps: int, log_step: int, device: str) -> dict:
+def run_case(root: Path, target: Path, case: str, steps: int, log_step: int, device: str,
+             overrides: list[str] | None = None) -> dict:
     """One training run in its own process; averages of the train log after its first entry."""
     pack, workers, prefetch = case.split(":")
     command = [sys.executable, "-m", "speechrecipe", "run", "ks", "--stop", "2", "--target-dir", str(target),
                "--num-workers", workers, "--device", device, f"prepare_data.dataset_root={root}",
                f"build_dataset.pack_audio={pack == 'pack'}", f"train.prefetch_batches={prefetch}",
                f"train.total_steps={steps}", f"train.log_step={log_step}", f"train.eval_step={steps}",
-               f"train.save_step={steps}", "prepare_data.check_audio=header"]
+               f"train.save_step={steps}", "prepare_data.check_audio=header", *(overrides or [])]
     env = {**os.environ, "SPEECHRECIPE_CACHE_DIR": str(target.parent / "cache")}
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     events = [json.loads(line) for line in (target / "train_log.jsonl").read_text().splitlines()]
     train = [e for e in events if e.get("event") == "train"][1:]
     return {key: sum(e[key] for e in train) / len(train) for key in ("utt_per_s", "audio_s_per_s", "data_wait")}
 
+
+# SUPERB's probe, the ks default until issue 15: the cheapest model, so data loading shows most
+PROBE = ["build_downstream.name=probe", "build_upstream.fbank.n_mels=80", "build_upstream.fbank.cmn=false",
+         "build_task.specaugment.apply=false",
+         "build_dataset.augment.shift_ms=0", "build_dataset.augment.noise_prob=0"]
 
 # files|pack : DataLoader workers : train.prefetch_batches. The first is the baseline: clips read from
 # their files in the training process, as before packing (the fastest setting then).
@@ -82,7 +88,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_ks_"))
     try:
         build_tree(work / "sc", args.num_clips)
-        rows = [(case, run_case(work / "sc", work / f"exp-{i}", case, args.steps, args.log_step, args.device))
+        rows = [(case, run_case(work / "sc", work / f"exp-{i}", case, args.steps, args.log_step, args.device, PROBE))
                 for i, case in enumerate(args.cases)]
     finally:
         shutil.rmtree(work)

@@ -43,6 +43,8 @@ RANGES: dict[str, str] = {
     "build_dataset.augment.noise_prob": PROBABILITY,
     "build_dataset.augment.snr_db": ANY,
     "build_dataset.augment.reverb_prob": PROBABILITY,
+    "build_dataset.augment.shift_ms": NONNEGATIVE,  # ks: time shift either way
+    "build_dataset.augment.noise_volume": NONNEGATIVE,  # ks: gain of the background noise, of full scale
     "build_batch_sampler.batch_size": COUNT,
     "build_batch_sampler.max_batch_secs": POSITIVE,
     "build_batch_sampler.eval_batch_secs": POSITIVE,
@@ -61,6 +63,12 @@ RANGES: dict[str, str] = {
     "build_downstream.num_layers": COUNT,
     "build_downstream.dropout": "[0, 1)",
     "build_downstream.subsample": COUNT,
+    "build_downstream.probe.hidden_dim": COUNT,  # ks, sid, intent: SUPERB's probe (nn/classifiers.py)
+    "build_downstream.tcresnet.depth": "[8, 14]",  # 8 or 14 (TCResNet refuses others, naming them)
+    "build_downstream.tcresnet.width": POSITIVE,
+    "build_downstream.tcresnet.dropout": "[0, 1)",
+    "build_downstream.bcresnet.scale": POSITIVE,
+    "build_downstream.bcresnet.dropout": "[0, 1)",
     "build_downstream.conformer.num_heads": COUNT,
     "build_downstream.conformer.ffn_dim": COUNT,
     "build_downstream.conformer.conv_kernel_size": COUNT,

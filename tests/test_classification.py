@@ -246,8 +246,7 @@ def run_all(cli, problem: str, target: Path, *overrides: str) -> dict:
 
 def test_ks_end_to_end_learns_keywords(cli, tmp_path):
     target = tmp_path / "ks"
-    results = run_all(cli, "ks", target, "build_downstream.pooling=attentive", "build_upstream.fbank.cmn=true",
-                      "build_batch_sampler.batch_size=16", "train.total_steps=400", "train.eval_step=100", "train.save_step=200")
+    results = run_all(cli, "ks", target, "train.total_steps=300", "train.eval_step=100", "train.save_step=300")
     chance = 1 / 12
     assert results["test"]["accuracy"] > 4 * chance, results
     classes = json.loads((target / "classes_label.json").read_text())["labels"]
@@ -262,9 +261,8 @@ def test_ks_end_to_end_learns_keywords(cli, tmp_path):
 
 
 def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
-    results = run_all(cli, "sid", tmp_path / "sid", "build_downstream.pooling=attentive", "build_upstream.fbank.cmn=true",
-                      "build_batch_sampler.batch_size=16", "build_dataset.max_secs=2.0",
-                      "train.total_steps=250", "train.eval_step=125", "train.save_step=125")
+    results = run_all(cli, "sid", tmp_path / "sid", "build_batch_sampler.batch_size=16",
+                      "train.total_steps=150", "train.eval_step=75", "train.save_step=150")
     chance = 1 / 32
     assert results["test"]["accuracy"] > 5 * chance and results["test"]["top5_accuracy"] > results["test"]["accuracy"]
     assert "top-5 (%)" in (tmp_path / "sid" / "results" / "README.md").read_text()
@@ -272,8 +270,7 @@ def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
 
 def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     target = tmp_path / "intent"
-    results = run_all(cli, "intent", target, "build_downstream.pooling=attentive", "build_upstream.fbank.cmn=true",
-                      "build_batch_sampler.batch_size=16", "train.total_steps=250", "train.eval_step=125", "train.save_step=125")
+    results = run_all(cli, "intent", target, "train.total_steps=300", "train.eval_step=100", "train.save_step=300")
     chance = 1 / 15  # intents in the mini corpus, drawn about equally
     assert results["test"]["accuracy"] > 4 * chance, results
     for field in ("action", "object", "location"):

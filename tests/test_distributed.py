@@ -139,7 +139,8 @@ def test_two_ranks_equal_one_process_accumulating_two_batches_bit_for_bit(tmp_pa
     """Rank r of 2 takes batches r, r+2, ...; one process with gradient_accumulate=2 takes the same
     pairs in one update. DDP averages (g0 + g1) / 2 and the single process sums g0 / 2 + g1 / 2,
     equal in floating point, so the ks linear probe (no batch norm, no dropout) ends identical."""
-    steps = ("--stop", "2", "train.total_steps=20", "train.eval_step=20", "train.save_step=20")
+    steps = ("--stop", "2", "train.total_steps=20", "train.eval_step=20", "train.save_step=20",
+             "build_downstream.name=probe")
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                           "-m", "speechrecipe", "run", "ks", "--target-dir", str(tmp_path / "ddp"), *steps],
                          capture_output=True, text=True, timeout=600)

@@ -141,6 +141,9 @@ def test_config_mistakes_are_one_line_before_any_work(cli, tmp_path):
 
 
 KS_FAST = ("train.total_steps=30", "train.eval_step=30", "train.save_step=30", "build_batch_sampler.batch_size=16")
+# the fbank dump-feature dumps by default, and no augmentation (the ks defaults shift, add noise and mask)
+KS_PLAIN = ("build_upstream.fbank.n_mels=80", "build_upstream.fbank.cmn=false", "build_dataset.augment.shift_ms=0",
+            "build_dataset.augment.noise_prob=0", "build_task.specaugment.apply=false")
 
 
 def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, tmp_path):
@@ -151,7 +154,7 @@ def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, t
     for upstream in ("fbank", "precomputed"):
         target = tmp_path / upstream
         result = cli("run", "ks", "--stop", "2", "--target-dir", target, f"build_upstream.name={upstream}",
-                     f"build_upstream.precomputed.path={dump}", *KS_FAST)
+                     f"build_upstream.precomputed.path={dump}", *KS_FAST, *KS_PLAIN)
         assert result.exit_code == 0, result.output
         models[upstream] = torch.load(target / "checkpoints" / "step-30.ckpt", weights_only=True)["model"]
     trained = [k for k in models["precomputed"] if k.startswith("downstream.")]

@@ -109,7 +109,12 @@ def check_precomputed(conf: DictConfig) -> None:
     if shards.meta["sample_rate"] != rate:
         raise ConfigError(f"{KEY}: the dump is at {shards.meta['sample_rate']} Hz, build_dataset.sample_rate is {rate}; "
                           "make them equal")
-    augment = conf.build_dataset.get("augment")
-    if augment and (augment.speed_perturb or augment.noise_dir or augment.rir_dir):
+    augment = conf.build_dataset.get("augment") or {}
+    # asv's keys (speed, noise and room folders) and ks's (time shift, background noise): key -> "off"
+    off = {"speed_perturb": "false", "noise_dir": "null", "rir_dir": "null", "shift_ms": "0", "noise_prob": "0"}
+    on = [key for key in off if augment.get(key) and key != "noise_prob"]
+    if "shift_ms" in augment and augment.get("noise_prob"):  # ks mixes its corpus's noise; asv's needs noise_dir
+        on.append("noise_prob")
+    if on:
         raise ConfigError("build_dataset.augment: waveform augmentation needs waveforms; with precomputed features "
-                          "turn it off (speed_perturb=false, noise_dir=null, rir_dir=null) or compute features on the fly")
+                          f"turn it off ({', '.join(f'{key}={off[key]}' for key in on)}) or compute features on the fly")

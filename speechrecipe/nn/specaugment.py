@@ -30,3 +30,45 @@ class SpecAugment(nn.Module):
         for _ in range(self.num_time_masks):
             x = self.time(x)
         return x.squeeze(1).transpose(1, 2)
+
+
+class SeededSpecAugment(nn.Module):
+    """SpecAugment whose masks come from each sample's own seed: features [B, F, D], lens [B], seeds [B].
+
+    `num_freq_masks` masks of a width drawn from 0..`freq_mask_bins` bins and `num_time_masks` of
+    0..`time_mask_frames` frames (within each sample's valid frames), set to 0. A sample gets the same
+    masks in any batch, rank or worker, and after an exact resume (the seeds come from the sampler).
+    """
+
+    SALT = 0x5EC_A09  # masks draw from another stream than the waveform augmentation of the same seed
+
+    def __init__(self, freq_mask_bins: int = 7, num_freq_masks: int = 2, time_mask_frames: int = 20,
+                 num_time_masks: int = 2):
+        super().__init__()
+        self.freq_mask_bins, self.num_freq_masks = freq_mask_bins, num_freq_masks
+        self.time_mask_frames, self.num_time_masks = time_mask_frames, num_time_masks
+
+    def forward(self, feats: Tensor, lens: Tensor, seeds: Tensor) -> Tensor:
+        import random
+
+        import torch
+
+        batch, frames, dim = feats.shape
+        spans = []  # (sample, axis, start, end)
+        for b, (seed, length) in enumerate(zip(seeds.tolist(), lens.tolist())):
+            rng = random.Random(seed ^ self.SALT)
+            for _ in range(self.num_freq_masks):
+                width = rng.randint(0, min(self.freq_mask_bins, dim))
+                start = rng.randint(0, dim - width)
+                spans.append((b, 2, start, start + width))
+            for _ in range(self.num_time_masks):
+                width = rng.randint(0, min(self.time_mask_frames, max(int(length), 0)))
+                start = rng.randint(0, max(int(length) - width, 0))
+                spans.append((b, 1, start, start + width))
+        keep = torch.ones(batch, frames, dim, dtype=torch.bool, device=feats.device)
+        for b, axis, start, end in spans:
+            if axis == 2:
+                keep[b, :, start:end] = False
+            else:
+                keep[b, start:end, :] = False
+        return feats * keep.to(feats.dtype)

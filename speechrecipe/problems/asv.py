@@ -136,13 +136,9 @@ class ASV(Problem):
         return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size, drop_last=True)
 
     def build_downstream(self, conf: DictConfig, input_dim: int) -> "torch.nn.Module":
-        if conf.name == "xvector":
-            from speechrecipe.nn.xvector import XVector
+        from speechrecipe.nn.speaker_encoder import build_speaker_encoder
 
-            return XVector(input_dim, **conf.xvector)
-        from speechrecipe.nn.ecapa import ECAPATDNN
-
-        return ECAPATDNN(input_dim, **conf.ecapa)
+        return build_speaker_encoder(conf, input_dim)
 
     def build_model(self) -> tuple["torch.nn.Module", "torch.nn.Module", "torch.nn.Module"]:
         upstream = self.build_upstream(self.conf.build_upstream)

@@ -2,7 +2,8 @@
 
 A subclass declares stage 0 (its corpus → train/valid/<test set> manifests) and its test sets;
 stages 1-4 are shared. Which row fields are classified is config (build_encoder.fields): one
-encoder and one linear head per field over a shared pooled utterance vector, loss summed.
+encoder and one linear head per field over a shared utterance vector, loss summed. The model is
+build_downstream.name (nn/classifiers.py), one of those the subclass's `choices` allow.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
                                    "build_optimizer", "build_scheduler", "train")
 
@@ -35,8 +36,8 @@ class UtteranceClassification(Problem):
     """Classify whole utterances: pooled upstream features, one linear head per label field."""
 
     metric, higher_better, results_title = "accuracy", True, "Utterance classification results"
-    choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.pooling": ("mean", "stats", "attentive"),
-               "prepare_data.check_audio": ("full", "header")}
+    choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("probe",),  # nn/classifiers.py
+               "build_downstream.probe.pooling": ("mean", "stats", "attentive"), "prepare_data.check_audio": ("full", "header")}
 
     def test_sets(self) -> list[str]:
         """Names of the test sets stage 0 writes (besides train and valid)."""
@@ -115,7 +116,12 @@ class UtteranceClassification(Problem):
             from speechrecipe.data.packed import open_or_build
 
             packed = open_or_build(rows, self.paths.manifest(split), self.paths.cache / "packed", conf.sample_rate)
-        return ManifestDataset(rows, Clip(conf.sample_rate, ("labels",), labels, max_secs, packed))
+        augment = self.build_clip_augment(conf) if split == "train" else None
+        return ManifestDataset(rows, Clip(conf.sample_rate, ("labels",), labels, max_secs, packed, augment))
+
+    def build_clip_augment(self, conf: DictConfig):
+        """Waveform augmentation of training clips (a callable on a numpy clip and an rng), or None."""
+        return None
 
     def build_batch_sampler(self, conf: DictConfig, dataset):
         """Shuffled batches; with balance_by, each epoch draws with replacement so every class is equally likely."""
@@ -131,18 +137,21 @@ class UtteranceClassification(Problem):
                                  drop_last=True, weights=weights)
 
     def build_downstream(self, conf: DictConfig, input_dim: int, num_classes: list[int]) -> "torch.nn.Module":
-        from speechrecipe.nn.heads import UtteranceClassifier
+        from speechrecipe.nn.classifiers import build_classifier
 
-        return UtteranceClassifier(input_dim, num_classes, pooling=conf.pooling, hidden_dim=conf.hidden_dim)
+        return build_classifier(conf, input_dim, num_classes)
 
     def build_task(self, conf: DictConfig, encoder: dict[str, "LabelEncoder"]) -> "torch.nn.Module":
+        from speechrecipe.nn.specaugment import SeededSpecAugment
         from speechrecipe.tasks.classification import UtteranceClassificationTask
 
         upstream = self.build_upstream(self.conf.build_upstream)
         featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
         sizes = [len(e) for e in encoder.values()]
         downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, sizes)
-        return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoder))
+        spec = conf.get("specaugment")  # a problem's own YAML may have no build_task section
+        specaugment = SeededSpecAugment(**{k: v for k, v in spec.items() if k != "apply"}) if spec and spec.apply else None
+        return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoder), specaugment)
 
     # ----- helpers -----------------------------------------------------------------------
     def check_fields(self, rows: list[dict], key: str, fields) -> None:

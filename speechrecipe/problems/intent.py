@@ -13,6 +13,7 @@ class IntentClassification(UtteranceClassification):
     conf_name = "intent"
     description = "intent classification on Fluent Speech Commands: one head per slot, per-slot and utterance accuracy"
     results_title = "Intent classification results"
+    choices = {"build_downstream.name": ("tcresnet", "ecapa", "xvector", "probe")}
 
     @stage(0, "prepare data", "parse Fluent Speech Commands' data/{train,valid,test}_data.csv into manifests",
            role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))

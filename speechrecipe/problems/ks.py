@@ -14,6 +14,7 @@ class KeywordSpotting(UtteranceClassification):
     conf_name = "ks"
     description = "keyword spotting on Speech Commands: 10 words + _unknown_ + _silence_, accuracy and confusion matrix"
     results_title = "Keyword spotting results"
+    choices = {"build_downstream.name": ("tcresnet", "bcresnet", "probe")}
 
     @stage(0, "prepare data", "parse Speech Commands into manifests: words, _unknown_, _silence_ crops of the noise",
            role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
@@ -27,6 +28,22 @@ class KeywordSpotting(UtteranceClassification):
         return prepare_speech_commands(
             out_dir=out_dir, words=list(c.words), unknown=c.unknown, silence_fraction=c.silence_fraction,
             silence_secs=c.silence_secs, released_test_dir=c.released_test_dir, seed=c.seed, **self.corpus_options())
+
+    def build_clip_augment(self, conf):
+        """Time shift and _background_noise_ mixing (data/clip_augment.py); the noise comes only from the
+        part of each recording that training `_silence_` crops come from, never the valid/test part."""
+        from speechrecipe.data.clip_augment import ClipAugment, load_noises
+        from speechrecipe.data.corpora.speech_commands import SILENCE_REGIONS
+        from speechrecipe.data.scan import find_audio
+
+        a = conf.augment
+        folder = self.dataset_root / "_background_noise_"
+        noises = []
+        if a.noise_prob > 0 and folder.is_dir():
+            noises = load_noises(find_audio(folder), conf.sample_rate, SILENCE_REGIONS["train"])
+        if not noises and a.shift_ms == 0:
+            return None
+        return ClipAugment(conf.sample_rate, a.shift_ms, a.noise_prob, a.noise_volume, noises)
 
     def check_config(self) -> None:
         super().check_config()

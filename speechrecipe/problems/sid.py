@@ -13,6 +13,7 @@ class SpeakerIdentification(UtteranceClassification):
     conf_name = "sid"
     description = "speaker identification on VoxCeleb1 (iden_split.txt): accuracy and top-5 accuracy"
     results_title = "Speaker identification results"
+    choices = {"build_downstream.name": ("xvector", "ecapa", "probe")}
 
     @stage(0, "prepare data", "parse VoxCeleb1's iden_split.txt into train (1), valid (2) and test (3) manifests",
            role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))

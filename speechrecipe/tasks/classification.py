@@ -16,21 +16,27 @@ class UtteranceClassificationTask(nn.Module):
     """upstream → featurizer → downstream (one logits tensor per field) → cross-entropy summed over fields.
 
     Batches carry "labels" [B, num_fields] (class indices, the fields in build_encoder.fields order).
+    With `specaugment` (nn/specaugment.py SeededSpecAugment), training batches are masked from their
+    "seeds" [B] between the featurizer and the downstream.
     """
 
-    def __init__(self, upstream: nn.Module, featurizer: nn.Module, downstream: nn.Module, fields: list[str]):
+    def __init__(self, upstream: nn.Module, featurizer: nn.Module, downstream: nn.Module, fields: list[str],
+                 specaugment: nn.Module | None = None):
         super().__init__()
         self.upstream, self.featurizer, self.downstream = upstream, featurizer, downstream
         self.fields = list(fields)
+        self.specaugment = specaugment
 
-    def logits(self, wavs: Tensor, wav_lens: Tensor) -> list[Tensor]:
+    def logits(self, wavs: Tensor, wav_lens: Tensor, seeds: Tensor | None = None) -> list[Tensor]:
         hidden, lens = self.upstream(wavs, wav_lens)
         feats, lens = self.featurizer(hidden, lens)
+        if self.specaugment is not None and self.training and seeds is not None:
+            feats = self.specaugment(feats, lens, seeds)
         return self.downstream(feats, lens)
 
     def forward(self, batch: dict) -> dict:
         """The train step."""
-        logits, labels = self.logits(batch["wavs"], batch["wav_lens"]), batch["labels"]
+        logits, labels = self.logits(batch["wavs"], batch["wav_lens"], batch.get("seeds")), batch["labels"]
         loss = sum(F.cross_entropy(out, labels[:, k]) for k, out in enumerate(logits))
         correct = torch.stack([out.argmax(-1) == labels[:, k] for k, out in enumerate(logits)]).all(0)
         return {"loss": loss, "accuracy": correct.float().mean()}
