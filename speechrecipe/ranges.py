@@ -114,6 +114,27 @@ RANGES: dict[str, str] = {
     "evaluate.asnorm_top_n": COUNT,
     "evaluate.asnorm_cohort_per_speaker": COUNT,
     "evaluate.top_k": COUNT,
+    # dump-feature
+    "prepare_data.sample_rate": COUNT,
+    "dump.shard_secs": POSITIVE,
+    "dump.batch_secs": POSITIVE,
+    # diarization
+    "prepare_data.mini.seed": "[0, 4294967295]",
+    "prepare_data.mini.recordings.train": COUNT,
+    "prepare_data.mini.recordings.dev": COUNT,
+    "prepare_data.mini.recordings.test": COUNT,
+    "prepare_data.mini.utterances_per_recording": "[2, inf)",  # turns alternate between two speakers
+    "prepare_data.mini.overlap_ratio": PROBABILITY,
+    "prepare_data.mini.pause_secs": NONNEGATIVE,
+    "build_encoder.num_speakers": COUNT,
+    "build_dataset.chunk_secs": POSITIVE,
+    "evaluate.chunk_secs": POSITIVE,
+    "evaluate.chunk_overlap_secs": NONNEGATIVE,
+    "evaluate.threshold": "(0, 1)",
+    "evaluate.median_frames": COUNT,
+    "evaluate.collar_secs": NONNEGATIVE,
+    "evaluate.tune.thresholds": "(0, 1)",
+    "evaluate.tune.median_frames": COUNT,
 }
 
 _INTERVAL = re.compile(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*(or null)?\s*")
