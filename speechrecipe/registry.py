@@ -14,6 +14,7 @@ PROBLEMS = {
     "ks": "speechrecipe.problems.ks:KeywordSpotting",
     "sid": "speechrecipe.problems.sid:SpeakerIdentification",
     "intent": "speechrecipe.problems.intent:IntentClassification",
+    "dump-feature": "speechrecipe.problems.dump_feature:DumpFeature",
 }
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 

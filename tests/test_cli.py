@@ -111,7 +111,7 @@ def test_list_names_every_problem_with_a_description(cli):
     result = cli("list")
     assert result.exit_code == 0
     rows = [line.split(None, 1) for line in result.stdout.splitlines()]
-    assert [name for name, _ in rows] == ["asv", "asr", "ks", "sid", "intent"]
+    assert [name for name, _ in rows] == ["asv", "asr", "ks", "sid", "intent", "dump-feature"]
     assert rows[0][1] == ASV.description
 
 

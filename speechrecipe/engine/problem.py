@@ -58,6 +58,8 @@ class Stage:
     # files it reads (names or glob patterns in the cache, else target_dir); when given, its record
     # depends on their contents instead of on every earlier stage's record
     reads: tuple[str, ...] = ()
+    # under torchrun, every rank runs it (rank 0 alone runs the others; the training stage always runs on all)
+    all_ranks: bool = False
 
 
 # Stage roles the engine knows. "prepare": parses the corpus into the cache (its inputs include the
@@ -75,6 +77,7 @@ def stage(
     ignore: tuple[str, ...] = (),
     resume_safe: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
+    all_ranks: bool = False,
 ) -> Callable:
     """Declare a method as stage `number` with a `role` (ROLES); `uses` are the config sections it depends
     on, `reads` the files of earlier stages it reads (without `reads`, it depends on every earlier stage's
@@ -84,7 +87,7 @@ def stage(
 
     def mark(method: Callable) -> Callable:
         method._stage = Stage(number, name, description, tuple(uses), tuple(ignore), tuple(resume_safe),
-                              method.__name__, role, tuple(reads))
+                              method.__name__, role, tuple(reads), all_ranks)
         return method
 
     return mark
@@ -239,6 +242,11 @@ class Problem:
             value = OmegaConf.select(self.conf, key)
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+        if "build_upstream" in self.conf and "build_dataset" in self.conf:
+            from speechrecipe.data.frames import check_precomputed
+
+            check_precomputed(self.conf)
 
     @classmethod
     def all_choices(cls) -> dict[str, tuple]:

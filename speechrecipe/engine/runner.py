@@ -216,7 +216,7 @@ class Runner:
                 detach_file_log()
 
     def _follow(self) -> None:
-        """torchrun ranks > 0: train when rank 0 trains; rank 0 does every other stage alone."""
+        """torchrun ranks > 0: run the training stage (and any all_ranks stage) with rank 0; rank 0 does the rest alone."""
         from speechrecipe.engine.logs import follower_console
 
         follower_console(distributed.world().rank)
@@ -270,9 +270,10 @@ class Runner:
             self.guard_checkpoints()
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.paths.checkpoints / TRAIN_RUN_FILE, self.train_deps())
-        if training:
-            distributed.broadcast({"train": stage.number})  # the other ranks train with this one
-        self._training = training  # a failure now: the other ranks stop with it (torchrun ends them)
+        together = training or stage.all_ranks
+        if together:
+            distributed.broadcast({"train": stage.number})  # the other ranks run this one with rank 0
+        self._training = together  # a failure now: the other ranks stop with it (torchrun ends them)
         files = self.problem.run_stage(stage.number) or []
         self._training = False
         deps = self.deps(stage)

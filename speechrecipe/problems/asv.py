@@ -12,7 +12,7 @@ from speechrecipe.config import closest
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
-from speechrecipe.nn.catalog import UPSTREAM_NAMES
+from speechrecipe.nn.catalog import PRECOMPUTED, UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +32,7 @@ class ASV(Problem):
     description = "speaker verification on VoxCeleb1: x-vector/ECAPA embeddings, cosine scoring, EER and minDCF"
 
     metric, higher_better, results_title = "eer", False, "Speaker verification results"
-    choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.name": ("xvector", "ecapa"),
+    choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("xvector", "ecapa"),
                "build_task.loss": ("softmax", "amsoftmax", "aamsoftmax"), "evaluate.score_norm": ("none", "asnorm"),
                "prepare_data.check_audio": ("full", "header")}
 
@@ -116,13 +116,17 @@ class ASV(Problem):
         """Training crops (with augmentation) for split 'train'; whole utterances otherwise."""
         from speechrecipe.data.augment import build_augmenter
         from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.data.preprocessors import LabelLookup, RandomCrop, WholeUtterance
+        from speechrecipe.data.preprocessors import LabelLookup, RandomCrop
 
         rows = read_jsonl(self.paths.manifest(split))
         if split != "train":
-            return ManifestDataset(rows, WholeUtterance(conf.sample_rate))
+            return self.whole_utterances(rows)
         labels = LabelLookup("speaker", "labels", encoder.index)
+        shards = precomputed(self.conf.build_upstream, rows)
+        if shards is not None:  # dumped features instead of audio, cropped in frames
+            return ManifestDataset(rows, FrameClip(shards, ("labels",), labels, conf.crop_secs, repeat_short=True))
         augmenter = build_augmenter(conf.augment, conf.sample_rate)
         return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter))
 
@@ -155,6 +159,15 @@ class ASV(Problem):
         return SpeakerVerificationTask(upstream, featurizer, downstream, loss)
 
     # ----- helpers -----------------------------------------------------------------------
+    def whole_utterances(self, rows: list[dict]):
+        """Evaluation samples: whole utterances (their dumped frames with the precomputed upstream)."""
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
+        from speechrecipe.data.preprocessors import WholeUtterance
+
+        shards = precomputed(self.conf.build_upstream, rows)
+        return ManifestDataset(rows, FrameClip(shards) if shards else WholeUtterance(self.conf.build_dataset.sample_rate))
+
     def verify(self, task, split: str, scores_path: Path | None = None) -> dict[str, float]:
         """Embed the split's utterances, score its trials, return EER and minDCF."""
         import torch
@@ -185,19 +198,15 @@ class ASV(Problem):
         import torch
         import torch.nn.functional as F
 
-        from speechrecipe.engine.evaluate import collect
-
-        from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.data.preprocessors import WholeUtterance
+        from speechrecipe.engine.evaluate import collect
 
         per_speaker: dict[str, list[dict]] = {}
         for row in read_jsonl(self.paths.manifest("train")):
             per_speaker.setdefault(row["speaker"], []).append(row)
         keep = int(self.conf.evaluate.asnorm_cohort_per_speaker)
         rows = [r for spk in sorted(per_speaker) for r in sorted(per_speaker[spk], key=lambda r: r["id"])[:keep]]
-        dataset = ManifestDataset(rows, WholeUtterance(self.conf.build_dataset.sample_rate))
-        loader = self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs)
+        loader = self.eval_loader(self.whole_utterances(rows), self.conf.build_batch_sampler.eval_batch_secs)
         speaker = {r["id"]: r["speaker"] for r in rows}
         sums: dict[str, torch.Tensor] = {}
         for out in collect(task.test_step, loader, device, "embed cohort"):
