@@ -33,6 +33,7 @@ RANGES: dict[str, str] = {
     "prepare_data.num_valid_trials": COUNT,
     "prepare_data.silence_fraction": PROBABILITY,
     "prepare_data.silence_secs": POSITIVE,
+    "prepare_data.sample_rate": COUNT,  # dump-feature
     # stage 1
     "build_tokenizer.vocab_size": COUNT,
     # data
@@ -106,6 +107,9 @@ RANGES: dict[str, str] = {
     "train.max_nonfinite_updates": COUNT,
     "train.num_workers": COUNT0,
     "train.prefetch_batches": COUNT0,
+    # dump-feature
+    "dump.shard_secs": POSITIVE,
+    "dump.batch_secs": POSITIVE,
     # evaluation (stage 3)
     "evaluate.beam_size": COUNT,
     "evaluate.lm.weight": NONNEGATIVE,
