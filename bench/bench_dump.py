@@ -57,6 +57,20 @@ def bare_rate(rows: list[dict], out: Path) -> float:
     return sum(r["duration"] for r in rows) / (time.perf_counter() - began)
 
 
+def batch_sweep(rows: list[dict], sizes: list[float], folder: Path) -> dict[str, float]:
+    """In this process: dump_shard over all rows at each dump.batch_secs, and the bare loop, alternated."""
+    from speechrecipe.data.feature_dump import dump_shard
+    from speechrecipe.nn.upstream import Fbank
+
+    fbank, audio, rates = Fbank(n_mels=80, cmn=False).eval(), sum(r["duration"] for r in rows), {}
+    for size in sizes:
+        rates["bare"] = bare_rate(rows, folder / "bare.bin")
+        began = time.perf_counter()
+        dump_shard(rows, 0, folder, fbank, "float16", size, 16000, "sweep")
+        rates[f"{size:g} s"] = audio / (time.perf_counter() - began)
+    return rates
+
+
 def asv_rates(work: Path, env: dict, name: str, steps: int, *args: str) -> dict:
     target = work / f"asv-{name}"
     cli(env, "asv", "--stop", "2", "--target-dir", str(target), f"train.total_steps={steps}", "train.log_step=10",
@@ -71,6 +85,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternations of each measurement")
     parser.add_argument("--steps", type=int, default=40, help="asv updates per run (0: dump only)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads in every process (0: torch's default)")
+    parser.add_argument("--sweep", default="", help="also dump in this process at these dump.batch_secs, e.g. 240,30,8,2")
     args = parser.parse_args()
     loads = [os.getloadavg()[0]]
     threads = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
@@ -89,6 +104,7 @@ def main() -> None:
         for k in range(args.repeats):
             dumps.append(dump_rate(work, env, listing, k + 1))
             bares.append(bare_rate(rows, work / "bare.bin"))
+        sweep = batch_sweep(rows, [float(x) for x in args.sweep.split(",")], work) if args.sweep else {}
         loads.append(os.getloadavg()[0])
 
         vox = work / "vox-dump"
@@ -112,6 +128,9 @@ def main() -> None:
     for name, values in (("bare loop (read, fbank, write)", bares), ("speechrecipe dump-feature stage 1", dumps)):
         mean = sum(values) / len(values)
         print(f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {mean:,.0f} | {mean / bare:.2f} |")
+    if sweep:
+        print("\nIn this process, batch_secs sweep (audio-s/s; bare: the last of the alternated bare runs): "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in sweep.items()))
     if not args.steps:
         return
     print(f"\nasv training, {args.steps} updates of 32 x 2 s crops, mini VoxCeleb1:\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -95,10 +96,14 @@ def test_a_plugin_module_on_the_path_brings_its_yaml_and_a_subclass_inherits_it(
                 return super().build_downstream(conf, input_dim, num_classes)
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("mylab", "mylab.folders", "mylab.variants"):  # test_cli imports another mylab package
+        monkeypatch.delitem(sys.modules, name, raising=False)
     for spec in ("mylab.folders:FolderClassification", "mylab.variants:WiderFolders"):
         result = cli("config", spec)
         assert result.exit_code == 0, result.stderr
         assert "classes:" in result.stdout
+    for name in ("mylab", "mylab.folders", "mylab.variants"):  # leave no mylab behind for later tests
+        sys.modules.pop(name, None)
 
 
 def test_a_plugin_pointing_at_a_missing_yaml_or_without_conf_name_is_one_line(cli, tmp_path):
