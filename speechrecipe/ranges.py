@@ -118,10 +118,6 @@ RANGES: dict[str, str] = {
     "evaluate.asnorm_top_n": COUNT,
     "evaluate.asnorm_cohort_per_speaker": COUNT,
     "evaluate.top_k": COUNT,
-    # dump-feature
-    "prepare_data.sample_rate": COUNT,
-    "dump.shard_secs": POSITIVE,
-    "dump.batch_secs": POSITIVE,
     # diarization
     "prepare_data.mini.seed": "[0, 4294967295]",
     "prepare_data.mini.recordings.train": COUNT,
