@@ -36,6 +36,7 @@ TRAIN_IGNORED = (
     "train.max_nonfinite_updates",
     "train.prefetch_batches",
     "train.find_unused_parameters",
+    "train.tensorboard",
 )
 # train.* keys that may change on resume: training continues from the latest checkpoint.
 TRAIN_RESUME_SAFE = ("train.total_steps",)
@@ -152,6 +153,13 @@ class Problem:
             raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")
         if int(train.get("prefetch_batches", 0)) < 0:
             raise ConfigError(f"train.prefetch_batches: {train.prefetch_batches} must be 0 or more")
+        if train.get("tensorboard"):
+            from speechrecipe.engine.tensorboard import require_tensorboard
+
+            require_tensorboard()
+        from speechrecipe.engine.report import ReportSettings
+
+        ReportSettings.from_conf(self.conf.get("report"))  # report.select and resamples, before any work
 
     # ----- runtime --------------------------------------------------------------------
     @property

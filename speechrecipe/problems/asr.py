@@ -91,18 +91,22 @@ class ASR(Problem):
 
         return self.evaluate(self.conf.evaluate, self.test_set_names(), evaluate_one)
 
-    @stage(4, "report best", "best checkpoint per test set by beam-search WER: results.json, README.md")
+    @stage(4, "report best", "valid_best per test set with 95 % intervals, best on test by beam-search WER beside it: "
+           "results.json, README.md", uses=("report",))
     def report_stage(self) -> None:
-        from speechrecipe.engine.report import pick_best, write_results
+        from speechrecipe.engine.report import Headline, report_results
+        from speechrecipe.tasks.unit_statistics import recognition_units
 
-        best = pick_best(self.evaluated(), "beam_wer", higher_better=False)
         columns = [("greedy_wer", "WER greedy (%)", "pct"), ("beam_wer", "WER beam (%)", "pct"),
                    ("beam_cer", "CER beam (%)", "pct"), ("beam_wer_substitutions", "S", "int"),
                    ("beam_wer_deletions", "D", "int"), ("beam_wer_insertions", "I", "int"),
                    ("beam_words", "words", "int")]
         if self.conf.evaluate.lm.path:
             columns.insert(3, ("lm_wer", "WER beam+LM (%)", "pct"))
-        table = write_results(best, self.paths.results, columns, "Speech recognition results (CTC)")
+        _, table = report_results(
+            self.evaluated(), Headline("beam_wer", higher_better=False), self.conf.get("report"), self.paths.results,
+            columns, "Speech recognition results (CTC)", lambda record: recognition_units(
+                self.paths.evaluation / record["checkpoint"] / record["test_set"], ["greedy", "beam", "lm"]))
         log.info("results (%s):\n%s", self.paths.results / "README.md", table)
 
     # ----- builders --------------------------------------------------------------------

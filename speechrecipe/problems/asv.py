@@ -79,13 +79,14 @@ class ASV(Problem):
 
         return self.evaluate(self.conf.evaluate, self.test_set_names(), evaluate_one)
 
-    @stage(4, "report best", "best checkpoint per test set: results.json, README.md, DET curves")
+    @stage(4, "report best", "valid_best per test set with 95 % intervals, best on test beside it: results.json, "
+           "README.md, DET curves", uses=("report",))
     def report_stage(self) -> None:
-        from speechrecipe.engine.report import pick_best, write_results
+        from speechrecipe.engine.report import Headline, report_results
 
-        best = pick_best(self.evaluated(), "eer", higher_better=False)
         columns = [("eer", "EER (%)", "pct"), ("mindcf_0.01", "minDCF (p=0.01)", "float"), ("mindcf_0.05", "minDCF (p=0.05)", "float")]
-        table = write_results(best, self.paths.results, columns, "Speaker verification results")
+        best, table = report_results(self.evaluated(), Headline("eer", higher_better=False), self.conf.get("report"),
+                                     self.paths.results, columns, "Speaker verification results", self.unit_statistics)
         self.plot_det(best)
         log.info("results (%s):\n%s", self.paths.results / "README.md", table)
 
@@ -198,6 +199,15 @@ class ASV(Problem):
             for utt, emb in zip(out["ids"], F.normalize(out["embeddings"].float(), dim=1)):
                 sums[speaker[utt]] = sums.get(speaker[utt], 0) + emb
         return torch.stack([sums[s] for s in sorted(sums)])
+
+    def unit_statistics(self, record: dict):
+        """A stage-3 result's trials as speakers to resample (the test manifest names each utterance's speaker)."""
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.tasks.unit_statistics import verification_units
+
+        name = record["test_set"]
+        speaker_of = {row["id"]: row["speaker"] for row in read_jsonl(self.paths.manifest(f"test_{name}"))}
+        return verification_units(self.paths.evaluation / record["checkpoint"] / f"{name}.scores", speaker_of)
 
     def plot_det(self, best: dict[str, dict]) -> None:
         from speechrecipe.metrics.det_plot import plot_det

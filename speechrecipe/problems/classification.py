@@ -79,12 +79,16 @@ class UtteranceClassification(Problem):
 
         return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)
 
-    @stage(4, "report best", "best checkpoint per test set by accuracy: results.json, README.md, confusion matrices")
+    @stage(4, "report best", "valid_best per test set with 95 % intervals, best on test by accuracy beside it: "
+           "results.json, README.md, confusion matrices", uses=("report",))
     def report_stage(self) -> None:
-        from speechrecipe.engine.report import pick_best, write_results
+        from speechrecipe.engine.report import Headline, report_results
+        from speechrecipe.tasks.unit_statistics import classification_units
 
-        best = pick_best(self.evaluated(), "accuracy", higher_better=True)
-        table = write_results(best, self.paths.results, self.result_columns(), self.results_title)
+        best, table = report_results(
+            self.evaluated(), Headline("accuracy", higher_better=True), self.conf.get("report"), self.paths.results,
+            self.result_columns(), self.results_title, lambda record: classification_units(
+                self.paths.evaluation / record["checkpoint"] / f"{record['test_set']}.predictions.tsv"))
         for test_set, record in best.items():  # the best checkpoint's confusion matrices sit beside the table
             for path in sorted((self.paths.evaluation / record["checkpoint"]).glob(f"{test_set}.confusion_*")):
                 shutil.copyfile(path, self.paths.results / path.name)
