@@ -77,10 +77,7 @@ def write_scores(path: Path, trials: Trials, scores: torch.Tensor) -> None:
 
 def read_scores(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, labels) from a file written by write_scores."""
-    scores, labels = [], []
-    with open(path) as handle:
-        for line in handle:
-            _, _, score, label = line.split()
-            scores.append(float(score))
-            labels.append(int(label))
-    return torch.tensor(scores), torch.tensor(labels)
+    import numpy as np
+
+    fields = np.array(Path(path).read_text().split(), dtype=object).reshape(-1, 4)
+    return torch.from_numpy(fields[:, 2].astype(np.float32)), torch.from_numpy(fields[:, 3].astype(np.int64))

@@ -18,12 +18,14 @@ def verification_units(scores_file: Path, speaker_of: dict[str, str]) -> UnitSta
     """EER and minDCF of a scores file (`enroll test score label` lines), resampled by speaker."""
     tokens = scores_file.read_text().split()
     enroll, test = tokens[0::4], tokens[1::4]
-    speakers = sorted({speaker_of[u] for u in set(enroll) | set(test)})
-    index = {s: k for k, s in enumerate(speakers)}
-    speaker_index = {u: index[s] for u, s in speaker_of.items() if s in index}
-    return verification_statistics(np.array(tokens[2::4], dtype=np.float64), np.array(tokens[3::4], dtype=np.int8) == 1,
-                                   np.array([speaker_index[u] for u in enroll]), np.array([speaker_index[u] for u in test]),
-                                   speakers, "speaker")
+    # trials reuse utterances: look each one's speaker up once
+    utterances = set(enroll) | set(test)
+    speakers = sorted({speaker_of[u] for u in utterances})
+    number = {s: k for k, s in enumerate(speakers)}
+    speaker_number = {u: number[speaker_of[u]] for u in utterances}.__getitem__
+    return verification_statistics(np.array(tokens[2::4], dtype=np.float64), np.array(tokens[3::4]) == "1",
+                                   np.fromiter(map(speaker_number, enroll), np.int32, len(enroll)),
+                                   np.fromiter(map(speaker_number, test), np.int32, len(test)), speakers, "speaker")
 
 
 def recognition_units(prefix: Path, decoders: list[str]) -> UnitStatistics:
