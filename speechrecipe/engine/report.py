@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from speechrecipe.engine.checkpoint import BEST, write_text_atomic
+from speechrecipe.engine.checkpoint import BEST
 from speechrecipe.engine.figures import show, show_interval
 from speechrecipe.errors import ConfigError
+from speechrecipe.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,9 @@ def report_results(result_files: list[Path], headline: Headline, conf: Any, resu
     for name, record in chosen.items():
         record["intervals"] = _intervals(name, record, settings, statistics, results_dir)
     payload = {name: _entry(record) for name, record in chosen.items()}
-    write_text_atomic(results_dir / "results.json", json.dumps(payload, indent=1) + "\n")
+    atomic_write_json(results_dir / "results.json", payload)
     table = results_table(payload, columns, settings.select == "valid")
-    write_text_atomic(results_dir / "README.md", f"# {title}\n\n{table}\n\n{_notes(payload, settings)}\n")
+    atomic_write_text(results_dir / "README.md", f"# {title}\n\n{table}\n\n{_notes(payload, settings)}\n")
     return chosen, table
 
 
@@ -106,7 +107,7 @@ def _intervals(name: str, record: dict, settings: ReportSettings, statistics: St
             "units": len(stats.units), "units_digest": stats.units_digest, "seed": settings.seed,
             "resamples": settings.resamples, "metrics": {m: record["metrics"][m] for m in values},
             "values": {m: [round(float(x), 8) for x in v] for m, v in values.items()}}
-    write_text_atomic(results_dir / "bootstrap" / f"{name}.json", json.dumps(kept) + "\n")
+    atomic_write_json(results_dir / "bootstrap" / f"{name}.json", kept, indent=None)
     return {m: interval(float(record["metrics"][m]), v, stats) for m, v in values.items()}
 
 
@@ -146,21 +147,3 @@ def _notes(payload: dict[str, dict], settings: ReportSettings) -> str:
         lines.append("Checkpoint: the best on each test set (`report.select=test`, as s3prl reports): "
                      "chosen by looking at the test set, so optimistic.")
     return "\n".join(lines)
-
-
-# ----- the former interface, for problems that do not call report_results ------------------------
-
-
-def pick_best(result_files: list[Path], metric: str, higher_better: bool) -> dict[str, dict[str, Any]]:
-    """{test set: headline record} chosen without the test set (see `choose`); the oracle rides along."""
-    return choose(result_files, Headline(metric, higher_better))
-
-
-def write_results(best: dict[str, dict[str, Any]], results_dir: Path, columns: Columns, title: str) -> str:
-    """results.json and README.md of records from `pick_best`, without intervals; returns the table."""
-    payload = {n: _entry({**r, "intervals": {}}) for n, r in best.items()}
-    results_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(results_dir / "results.json", json.dumps(payload, indent=1) + "\n")
-    table = results_table(payload, columns, True)
-    write_text_atomic(results_dir / "README.md", f"# {title}\n\n{table}\n\n{_notes(payload, ReportSettings())}\n")
-    return table
