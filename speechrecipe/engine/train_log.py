@@ -39,7 +39,7 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
-        if not self.steps_per_s or self.total_steps is None:
+        if not self.steps_per_s or self.total_steps is None or self.step >= self.total_steps:
             return None
         return max(self.total_steps - self.step, 0) / self.steps_per_s
 
