@@ -3,7 +3,7 @@
 Layers, lowest first: the package defaults (`conf/<problem>.yaml`), each `-c FILE`,
 then `key=value` overrides. The defaults are the schema: a key absent from them is
 refused, except inside mappings named `conf`, which pass keyword arguments to a
-torch class (optimizer, scheduler) and stay open.
+torch class (optimizer, scheduler) and stay open, and the top-level `pretrained:`.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from speechrecipe.errors import ConfigError
 from speechrecipe.fileio import atomic_write_text
 
 OPEN_SECTION = "conf"
+# open at the top level: `pretrained:` maps loadable names (checked by engine/pretrained.py before any stage)
+OPEN_TOP_SECTIONS = ("pretrained",)
 MISSING = "???"
 BASE_KEY = "_base_"  # in a default YAML: the schema it extends (a built-in conf name, or a path beside it)
 
@@ -140,7 +142,8 @@ def _validate_layer(schema: dict, layer: dict, source: str, prefix: str = "") ->
             raise ConfigError(
                 f"{dotted}: expected {_type_name(default)}, got {_type_name(value)} {value!r} ({source})"
             )
-        if isinstance(default, dict) and isinstance(value, dict) and key != OPEN_SECTION:
+        is_open = key == OPEN_SECTION or (not prefix and key in OPEN_TOP_SECTIONS)
+        if isinstance(default, dict) and isinstance(value, dict) and not is_open:
             _validate_layer(default, value, source, f"{dotted}.")
 
 

@@ -198,9 +198,10 @@ class Problem:
 
     # ----- builders every problem shares -------------------------------------------
     def build_upstream(self, conf: DictConfig) -> "torch.nn.Module":
+        from speechrecipe.nn.catalog import upstream_options
         from speechrecipe.nn.upstream import build_upstream
 
-        return build_upstream(conf.name, **conf.get(conf.name, {}))
+        return build_upstream(conf.name, **upstream_options(conf))
 
     def build_featurizer(self, conf: DictConfig, upstream: "torch.nn.Module") -> "torch.nn.Module":
         from speechrecipe.nn.featurizer import Featurizer
@@ -226,6 +227,11 @@ class Problem:
                 check_torch_class(section, self.conf[section], module)
         from speechrecipe.errors import ConfigError
 
+        from speechrecipe.engine import pretrained
+        from speechrecipe.nn.catalog import check_upstream
+
+        pretrained.check(self.conf.get("pretrained"))
+        check_upstream(self.conf)
         train = self.conf.get("train", {})
         if "num_workers" in train and self.num_workers < 0:
             raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")
@@ -346,6 +352,7 @@ class Problem:
 
         keep_freed_memory()
         check_task(task, type(self).__name__)
+        self.apply_pretrained(task)
         params = [p for p in task.parameters() if p.requires_grad]
         optimizer = self.build_optimizer(self.conf.build_optimizer, params)
         scheduler = self.build_scheduler(self.conf.build_scheduler, optimizer) if conf.use_scheduler else None
@@ -354,6 +361,20 @@ class Problem:
         state = trainer.run()
         plot_training(self.paths.train_log, self.paths.target_dir / "training_curve.png", str(conf.valid_metric))
         return state
+
+    def apply_pretrained(self, task) -> None:
+        """Load the `pretrained:` sources into the task (collected in target_dir/pretrained/), once per task."""
+        from speechrecipe.engine import pretrained
+
+        if getattr(task, "_pretrained_applied", False):
+            return
+        pretrained.apply(self.conf.get("pretrained"), task, self.paths.target_dir / "pretrained", self.conf)
+        task._pretrained_applied = True
+
+    def restore_model(self, task, state: dict) -> None:
+        """Evaluation: a checkpoint's weights into the task, after the pretrained ones it may refer to."""
+        self.apply_pretrained(task)
+        task.load_state_dict(state["model"])
 
     def eval_loader(self, dataset, batch_secs: float):
         """Length-sorted evaluation batches of a ManifestDataset under a padded-audio budget."""
@@ -469,7 +490,7 @@ class Problem:
         task = self.build_task(self.section("build_task"), encoder)
 
         def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
+            self.restore_model(task, state)
             return self.evaluate_test_set(task, encoder, test_set, out_dir)
 
         return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)

@@ -79,8 +79,11 @@ def choose(result_files: list[Path], headline: Headline, select: str = "valid") 
 
 
 def report_results(result_files: list[Path], headline: Headline, conf: Any, results_dir: Path, columns: Columns,
-                   title: str, statistics: StatisticsOf | None = None) -> tuple[dict[str, dict], str]:
-    """Choose, bootstrap and write the results; ({test set: headline record}, the Markdown table)."""
+                   title: str, statistics: StatisticsOf | None = None,
+                   checkpoints: Path | None = None) -> tuple[dict[str, dict], str]:
+    """Choose, bootstrap and write the results; ({test set: headline record}, the Markdown table). A featurizer's
+    learned layer weights in the headline checkpoints (in `checkpoints`, default target_dir/checkpoints) go to
+    layer_weights.json and .png beside them."""
     settings = ReportSettings.from_conf(conf)
     chosen = choose(result_files, headline, settings.select)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +92,11 @@ def report_results(result_files: list[Path], headline: Headline, conf: Any, resu
     payload = {name: _entry(record) for name, record in chosen.items()}
     atomic_write_json(results_dir / "results.json", payload)
     table = results_table(payload, columns, settings.select == "valid")
-    atomic_write_text(results_dir / "README.md", f"# {title}\n\n{table}\n\n{_notes(payload, settings)}\n")
+    from speechrecipe.engine.layer_weights import PNG_NAME, write_layer_weights
+
+    weights = write_layer_weights(chosen, checkpoints or results_dir.parent / "checkpoints", results_dir)
+    figure = f"\n![featurizer layer weights]({PNG_NAME})\n" if weights else ""
+    atomic_write_text(results_dir / "README.md", f"# {title}\n\n{table}\n\n{_notes(payload, settings)}\n{figure}")
     return chosen, table
 
 

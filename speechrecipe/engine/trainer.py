@@ -145,6 +145,8 @@ class Trainer:
         self.model: torch.nn.Module = task
         self.agreed_signal: int | None = None  # torchrun: the signal every rank stops for
         self.tensorboard = None  # engine/tensorboard.py's log, with train.tensorboard on rank 0
+        # modules that change with training progress (an upstream that starts fine-tuning) hear each update's number
+        self.step_listeners = [m for m in task.modules() if callable(getattr(m, "set_training_step", None))]
 
     def _precision(self, wanted: str) -> str:
         if self.device.type != "cuda" and wanted != "fp32":
@@ -309,6 +311,8 @@ class Trainer:
             while self.state.step < total:
                 # forward passes update buffers (batch-norm statistics) even when the loss is NaN
                 buffers = [b.clone() for b in self.task.buffers()]
+                for module in self.step_listeners:
+                    module.set_training_step(self.state.step)
                 ok = self._accumulate(batches, window)
                 if not self._update(ok):
                     self._restore_buffers(buffers)

@@ -11,13 +11,14 @@ from omegaconf import DictConfig
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
 ENCODER = "speakers.json"
 TEST_SET_KEYS = {"name", "trial_file", "exclude_speakers"}
@@ -30,7 +31,7 @@ class ASV(Problem):
     description = "speaker verification on VoxCeleb1: x-vector/ECAPA embeddings, cosine scoring, EER and minDCF"
 
     metric, higher_better, results_title = "eer", False, "Speaker verification results"
-    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.name": ("xvector", "ecapa"),
+    choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.name": ("xvector", "ecapa"),
                "build_task.loss": ("softmax", "amsoftmax", "aamsoftmax"), "evaluate.score_norm": ("none", "asnorm"),
                "prepare_data.check_audio": ("full", "header")}
 
