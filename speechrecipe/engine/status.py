@@ -44,6 +44,9 @@ def describe_status(target_dir: Path) -> str:
     if results.is_file():
         lines.append("results:")
         for name, row in json.loads(results.read_text()).items():
+            if not isinstance(row, dict):  # a problem without test sets (dump-feature): a flat summary
+                lines.append(f"  {name}: {row:.4g}" if isinstance(row, float) else f"  {name}: {row}")
+                continue
             lines.append(f"  {name}: {result_line(row)}")
     return "\n".join(lines)
 

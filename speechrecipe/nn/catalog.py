@@ -6,6 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 SPECTRAL = ("fbank", "mfcc")
 SSL = ("wav2vec2", "hubert", "wavlm")  # torchaudio.models; options in build_upstream.ssl
 UPSTREAM_NAMES = SPECTRAL + SSL
+PRECOMPUTED = "precomputed"  # features dumped by dump-feature (asv, ks, sid, intent); options in build_upstream.precomputed
 SSL_SAMPLE_RATE = 16000  # what wav2vec2, HuBERT and WavLM were trained on
 
 

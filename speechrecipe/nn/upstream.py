@@ -193,11 +193,32 @@ class MFCC(_SpectralUpstream):
         return torch.matmul(log_mels.transpose(-1, -2), self.mfcc.dct_mat).transpose(-1, -2)
 
 
-UPSTREAMS: dict[str, type[nn.Module]] = {"fbank": Fbank, "mfcc": MFCC}
+class Precomputed(nn.Module):
+    """Features dumped by dump-feature (path: its target_dir). The batch carries their frames where
+    waveforms would be (data/frames.py), so this only hands each dumped layer on, as float32."""
+
+    def __init__(self, path: str | None = None):
+        super().__init__()
+        from speechrecipe.data.frames import KEY
+        from speechrecipe.data.feature_shards import dump_folder, read_meta
+
+        if not path:
+            raise ConfigError(f"{KEY}: give the target_dir of a dump-feature run")
+        meta = read_meta(dump_folder(path), KEY)
+        self.num_layers, self.output_dim = int(meta["num_layers"]), int(meta["output_dim"])
+        self.sample_rate, self.hop_samples = int(meta["sample_rate"]), int(meta["hop_samples"])
+
+    def forward(self, frames: Tensor, frame_lens: Tensor) -> tuple[list[Tensor], Tensor]:
+        """frames [B, F, layers, D] (any float dtype), frame_lens [B] -> (layers x [B, F, D] float32, frame_lens)."""
+        frames = frames.float()
+        return [frames[:, :, layer] for layer in range(self.num_layers)], frame_lens
+
+
+UPSTREAMS: dict[str, type[nn.Module]] = {"fbank": Fbank, "mfcc": MFCC, "precomputed": Precomputed}
 
 
 def build_upstream(name: str, **kwargs) -> nn.Module:
-    """An upstream by name ("fbank", "mfcc", "wav2vec2", "hubert", "wavlm") with its constructor keyword arguments."""
+    """An upstream by name ("fbank", "mfcc", "wav2vec2", "hubert", "wavlm", "precomputed") with its constructor keyword arguments."""
     if name in SSL:
         from speechrecipe.nn.ssl_upstream import SSLUpstream
 

@@ -1,7 +1,7 @@
 """What stage 4 resamples, read from the files stage 3 leaves in evaluation/<checkpoint>/: each test set's
-evidence as independent units (metrics/bootstrap.py). Imports no torch.
+evidence as independent units (metrics/bootstrap.py).
 
-- asv: `<set>.scores` trials; units = speakers (the test manifest's `speaker` of each utterance).
+- asv: `<set>.scores` trials (tab-separated, tasks/scoring.py); units = speakers (the test manifest's `speaker` of each utterance).
 - asr: `<set>.ref` and `<set>.<decoder>.hyp`; units = utterances (errors and reference length of each).
 - classification: `<set>.predictions.tsv`; units = utterances (right or wrong, per field and all together).
 """
@@ -16,16 +16,16 @@ from speechrecipe.metrics.bootstrap import UnitStatistics, ratio_statistics, ver
 
 def verification_units(scores_file: Path, speaker_of: dict[str, str]) -> UnitStatistics:
     """EER and minDCF of a scores file (`enroll test score label` lines), resampled by speaker."""
-    tokens = scores_file.read_text().split()
-    enroll, test = tokens[0::4], tokens[1::4]
+    from speechrecipe.tasks.scoring import read_score_table
+
+    pairs, scores, labels = read_score_table(scores_file)
     # trials reuse utterances: look each one's speaker up once
-    utterances = set(enroll) | set(test)
+    utterances = {u for pair in pairs for u in pair}
     speakers = sorted({speaker_of[u] for u in utterances})
     number = {s: k for k, s in enumerate(speakers)}
-    speaker_number = {u: number[speaker_of[u]] for u in utterances}.__getitem__
-    return verification_statistics(np.array(tokens[2::4], dtype=np.float64), np.array(tokens[3::4]) == "1",
-                                   np.fromiter(map(speaker_number, enroll), np.int32, len(enroll)),
-                                   np.fromiter(map(speaker_number, test), np.int32, len(test)), speakers, "speaker")
+    speaker_number = {u: number[speaker_of[u]] for u in utterances}
+    sides = np.array([(speaker_number[e], speaker_number[t]) for e, t in pairs], dtype=np.int32).reshape(-1, 2)
+    return verification_statistics(scores, labels == 1, sides[:, 0], sides[:, 1], speakers, "speaker")
 
 
 def recognition_units(prefix: Path, decoders: list[str]) -> UnitStatistics:
@@ -47,9 +47,10 @@ def recognition_units(prefix: Path, decoders: list[str]) -> UnitStatistics:
 
 def classification_units(predictions_file: Path) -> UnitStatistics:
     """"accuracy" (every field right) and, with several fields, "accuracy_<field>", resampled by utterance."""
-    lines = predictions_file.read_text().splitlines()
-    fields = lines[0].split("\t")[1::2]
-    rows = sorted(line.split("\t") for line in lines[1:])
+    from speechrecipe.data.tsv import read_tsv
+
+    table = [fields for _, fields in read_tsv(predictions_file)]
+    fields, rows = table[0][1::2], sorted(table[1:])
     right = np.array([[row[1 + 2 * k] == row[2 + 2 * k] for k in range(len(fields))] for row in rows]).reshape(len(rows), -1)
     ones = np.ones(len(rows))
     parts = {"accuracy": (right.all(axis=1), ones)}
