@@ -165,12 +165,26 @@ def run(
 
 @app.command()
 def status(target_dir: Path) -> None:
-    """Stages done, checkpoints saved, best validation so far, final results."""
+    """Stages done, a live run's progress and ETA, checkpoints, best validation so far, final results."""
     from speechrecipe.engine.status import describe_status
 
     try:
         typer.echo(describe_status(target_dir))
     except Exception as err:  # noqa: BLE001 - one line, whatever failed
+        _fail(err, False)
+
+
+@app.command()
+def compare(
+    target_dirs: List[Path] = typer.Argument(..., help="Experiment folders (target dirs) to compare; the first is the reference."),
+    format: str = typer.Option("markdown", "--format", help="markdown, csv or json."),
+) -> None:
+    """Final results of several runs side by side, with the config keys in which they differ."""
+    from speechrecipe.engine.compare import compare as compare_runs
+
+    try:
+        typer.echo(compare_runs(target_dirs, format))
+    except SpeechRecipeError as err:
         _fail(err, False)
 
 

@@ -247,6 +247,12 @@ def test_asr_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, one_threa
     results = json.loads((trained / "results" / "results.json").read_text())["test-clean"]
     readme = (trained / "results" / "README.md").read_text()
     assert "| test-clean |" in readme and "CER beam (%)" in readme and "| S | D | I |" in readme
+    # intervals by utterance, recomputed from stage 3's hypothesis files, around the stage-3 figures
+    intervals = results["intervals"]
+    assert set(intervals) == {f"{d}_{k}" for d in ("greedy", "beam") for k in ("wer", "cer")}
+    for key, found in intervals.items():
+        assert found["unit"] == "utterance" and found["units"] == len(test_ids) and found["value"] == results[key]
+        assert found["low"] <= results[key] <= found["high"], (key, found)
 
     # the same model with a zero learning rate: what an untrained model scores
     untrained = tmp_path / "untrained"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,15 +112,26 @@ def test_scores_cover_every_trial_in_order(trained):
     assert not {r["speaker"] for r in test_rows} & set(speakers["labels"]), "test speakers must be unseen in training"
 
 
-def test_results_name_the_best_checkpoint(trained):
+def test_results_headline_valid_best_and_show_the_best_on_test_as_an_oracle(trained, cli, tmp_path):
     results = json.loads((trained / "results" / "results.json").read_text())
     best = results["voxceleb1_o"]
-    assert set(best) >= {"checkpoint", "step", "eer", "mindcf_0.01", "mindcf_0.05"}
+    assert set(best) >= {"checkpoint", "step", "eer", "mindcf_0.01", "mindcf_0.05", "intervals", "oracle"}
     per_checkpoint = {c: json.loads((trained / "evaluation" / c / "voxceleb1_o.json").read_text())["metrics"]["eer"]
                       for c in ("valid_best", "step-96")}
-    assert best["eer"] == min(per_checkpoint.values())
+    assert (best["checkpoint"], best["selected_by"], best["eer"]) == ("valid_best", "valid_best", per_checkpoint["valid_best"])
+    assert best["oracle"]["eer"] == min(per_checkpoint.values())
+    interval = best["intervals"]["eer"]
+    assert interval["unit"] == "speaker" and interval["resamples"] == 1000 and interval["low"] <= best["eer"] <= interval["high"]
     readme = (trained / "results" / "README.md").read_text()
-    assert "| voxceleb1_o |" in readme and "EER (%)" in readme and f"{100 * best['eer']:.2f}" in readme
+    assert "| voxceleb1_o | valid_best (step " in readme and "EER (%)" in readme and "best on test (oracle)" in readme
+    assert f"{100 * best['eer']:.2f} ({100 * interval['low']:.2f}–{100 * interval['high']:.2f})" in readme
+    # report.select=test reproduces s3prl's report: the best checkpoint on the test set is the headline
+    copy = shutil.copytree(trained, tmp_path / "exp")
+    result = cli("run", "asv", "--target-dir", copy, *TRAINED, "report.select=test")
+    assert result.exit_code == 0, result.stderr
+    assert "stage 3 (evaluate) is up to date" in result.stderr  # only the report runs again
+    s3prl = json.loads((copy / "results" / "results.json").read_text())["voxceleb1_o"]
+    assert s3prl["eer"] == min(per_checkpoint.values()) and s3prl["selected_by"] == "best on test"
 
 
 def test_trained_model_beats_the_untrained_one_on_the_same_trials(trained, cli, tmp_path):

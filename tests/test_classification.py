@@ -275,7 +275,10 @@ def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     assert results["test"]["accuracy"] > 4 * chance, results
     for field in ("action", "object", "location"):
         assert results["test"][f"accuracy_{field}"] >= results["test"]["accuracy"]
+        assert results["test"]["intervals"][f"accuracy_{field}"]["unit"] == "utterance"
         assert (target / "results" / f"test.confusion_{field}.png").is_file()
+    found = results["test"]["intervals"]["accuracy"]  # resampled by utterance from the predictions file
+    assert found["units"] == 60 and found["low"] <= results["test"]["accuracy"] <= found["high"]
 
 
 def test_ks_trains_the_same_from_packed_clips_as_from_the_files(cli, tmp_path, isolated_cache):

@@ -165,7 +165,8 @@ def test_a_run_writes_config_records_checkpoints_and_results(trained):
     assert results["voxceleb1_o"]["checkpoint"] == "step-4" and results["voxceleb1_o"]["step"] == 4
     assert {"eer", "mindcf_0.01", "mindcf_0.05"} <= set(results["voxceleb1_o"])
     readme = (trained / "results" / "README.md").read_text()
-    assert f"| voxceleb1_o | step-4 (step 4) | {100 * results['voxceleb1_o']['eer']:.2f} |" in readme
+    row, eer = results["voxceleb1_o"], results["voxceleb1_o"]["intervals"]["eer"]
+    assert f"| voxceleb1_o | step-4 (step 4) | {100 * row['eer']:.2f} ({100 * eer['low']:.2f}–{100 * eer['high']:.2f}) |" in readme
     assert "speechrecipe run asv" in (trained / "log.txt").read_text()
 
 
@@ -315,12 +316,19 @@ def test_status_reports_stages_checkpoints_best_validation_and_results(cli, trai
     assert lines[0] == f"experiment {trained}"
     for (number, name), line in zip(STAGES, lines[1:6]):
         assert line.startswith(f"  stage {number} ({name}): done ") and "stale" not in line
-    assert lines[6] == "checkpoints: valid_best, step-2, step-4"
+    assert lines[6] == "run: none live (no lock)"
+    assert lines[7].startswith("training: step 4 of 4, loss ") and " utt/s, " in lines[7] and "ETA" not in lines[7]
+    assert lines[8] == "checkpoints: valid_best, step-2, step-4"
     (valid,) = events(trained, "valid")
-    assert lines[7] == f"best validation so far: eer={valid['eer']:.4g} at step 4"
+    assert lines[9] == f"best validation so far: eer={100 * valid['eer']:.2f} % at step 4"  # the results tables' units
     best = json.loads((trained / "results" / "results.json").read_text())["voxceleb1_o"]
-    assert lines[8:] == ["results:", f"  voxceleb1_o: step-4 eer={best['eer']:.4g} mindcf_0.01={best['mindcf_0.01']:.4g} "
-                                     f"mindcf_0.05={best['mindcf_0.05']:.4g}"]
+    pct = {k: f"{100 * best[k]:.2f} ({100 * best['intervals'][k]['low']:.2f}–{100 * best['intervals'][k]['high']:.2f})"
+           for k in ("eer",)}
+    assert lines[10:] == ["results:", f"  voxceleb1_o: step-4 (step 4) eer={pct['eer']} % mindcf_0.01="
+                                      f"{best['mindcf_0.01']:.4f} ({best['intervals']['mindcf_0.01']['low']:.4f}–"
+                                      f"{best['intervals']['mindcf_0.01']['high']:.4f}) mindcf_0.05={best['mindcf_0.05']:.4f} "
+                                      f"({best['intervals']['mindcf_0.05']['low']:.4f}–{best['intervals']['mindcf_0.05']['high']:.4f}); "
+                                      f"best on test (oracle): step-4 eer={100 * best['eer']:.2f} %"]
 
 
 def test_status_flags_stages_whose_earlier_stage_re_ran(cli, exp):

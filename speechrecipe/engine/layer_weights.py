@@ -1,6 +1,6 @@
 """Stage 4's featurizer report: the learned layer weights of each best checkpoint (JSON and a bar chart).
 
-Written by engine/report.py's write_results for every problem whose featurizer learned a weighted sum
+Written by engine/report.py's report_results for every problem whose featurizer learned a weighted sum
 over several upstream layers (a `featurizer.weights` tensor in the checkpoint); nothing otherwise.
 """
 from __future__ import annotations

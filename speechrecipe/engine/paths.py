@@ -43,6 +43,11 @@ class ExperimentPaths:
         return self.target_dir / "train_log.jsonl"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files (train.tensorboard), rebuilt from train_log.jsonl on resume."""
+        return self.target_dir / "tensorboard"
+
+    @property
     def results(self) -> Path:
         return self.target_dir / "results"
 

@@ -38,6 +38,7 @@ TRAIN_IGNORED = (
     "train.max_nonfinite_updates",
     "train.prefetch_batches",
     "train.find_unused_parameters",
+    "train.tensorboard",
 )
 # train.* keys that may change on resume: training continues from the latest checkpoint.
 TRAIN_RESUME_SAFE = ("train.total_steps",)
@@ -85,6 +86,9 @@ def stage(
     if role not in ROLES:
         raise ValueError(f"@stage({number}, {name!r}): role {role!r} is not one of {ROLES}")
 
+    if role == "report" and "report" not in uses:  # report.select / resamples / seed re-run the report alone
+        uses = (*uses, "report")
+
     def mark(method: Callable) -> Callable:
         method._stage = Stage(number, name, description, tuple(uses), tuple(ignore), tuple(resume_safe),
                               method.__name__, role, tuple(reads), all_ranks)
@@ -131,6 +135,7 @@ class Problem:
       validate(task, encoder) -> {metric}     during training; train.valid_metric names the one kept
       evaluate_test_set(task, encoder, name, out_dir) -> {metric}    stage "evaluate", per checkpoint
       result_columns() -> [(key, header, format)], report_extras(best)  stage "report"
+      unit_statistics(record) -> UnitStatistics | None    stage "report": what its intervals resample
     The shared stage bodies (prepare_corpus_cached, fit_encoder, train_model, evaluate_checkpoints,
     report_best) call these, so most stages are one line.
     """
@@ -238,6 +243,13 @@ class Problem:
             raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")
         if int(train.get("prefetch_batches", 0)) < 0:
             raise ConfigError(f"train.prefetch_batches: {train.prefetch_batches} must be 0 or more")
+        if train.get("tensorboard"):
+            from speechrecipe.engine.tensorboard import require_tensorboard
+
+            require_tensorboard()
+        from speechrecipe.engine.report import ReportSettings
+
+        ReportSettings.from_conf(self.conf.get("report"))  # report.select and resamples, before any work
         for key, allowed in self.all_choices().items():
             value = OmegaConf.select(self.conf, key)
             if value not in allowed:
@@ -504,13 +516,19 @@ class Problem:
         return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)
 
     def report_best(self) -> None:
-        """Stage "report": the best checkpoint per test set by `metric` → results.json, README.md, extras."""
-        from speechrecipe.engine.report import pick_best, write_results
+        """Stage "report": per test set the checkpoint chosen without the test set (report.select), its metrics
+        with 95 % bootstrap intervals (from unit_statistics) and the best on test beside it → results/, extras."""
+        from speechrecipe.engine.report import Headline, report_results
 
-        best = pick_best(self.evaluated(), self.metric, higher_better=self.higher_better)
-        table = write_results(best, self.paths.results, self.result_columns(), self.results_title)
+        best, table = report_results(self.evaluated(), Headline(self.metric, self.higher_better), self.conf.get("report"),
+                                     self.paths.results, self.result_columns(), self.results_title, self.unit_statistics)
         self.report_extras(best)
         log.info("results (%s):\n%s", self.paths.results / "README.md", table)
+
+    def unit_statistics(self, record: dict) -> Any:
+        """The evidence of one stage-3 result (record: checkpoint, test_set, metrics) as independent units to
+        resample: a metrics.bootstrap.UnitStatistics read from what evaluate_test_set wrote; None: no intervals."""
+        return None
 
     def result_columns(self) -> list[tuple[str, str, str]]:
         """(metric key, header, format: pct | float | int) for the results table."""

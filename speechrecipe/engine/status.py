@@ -1,16 +1,20 @@
-"""`speechrecipe status`: what an experiment folder holds. Imports no torch."""
+"""`speechrecipe status`: what an experiment folder holds and, for a live run, where it stands. Imports no torch."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from speechrecipe.engine.checkpoint import list_checkpoints
+from speechrecipe.engine.figures import kind_of, show_interval, show_named
 from speechrecipe.engine.records import StageRecord
+from speechrecipe.engine.train_log import Progress, progress, read_events
 from speechrecipe.errors import ConfigError
+from speechrecipe.process import pid_alive
 
 
 def describe_status(target_dir: Path) -> str:
-    """Stages done, checkpoints, best validation so far and final results, as text."""
+    """Stages done, the lock, training progress, checkpoints, best validation and final results, as text."""
     if not (target_dir / "config.yaml").is_file():
         raise ConfigError(f"{target_dir} is not an experiment folder (no config.yaml); give the --target-dir of a run")
     lines = [f"experiment {target_dir}"]
@@ -25,9 +29,15 @@ def describe_status(target_dir: Path) -> str:
         lines.append(f"  stage {record.stage} ({record.name}): done {record.when}{stale}")
     if not records:
         lines.append("  no stage has finished yet")
+    live = _lock_line(target_dir / ".lock")
+    lines.append(live[1])
+    events = read_events(target_dir / "train_log.jsonl")
+    state = progress(events)
+    if state is not None:
+        lines.append(_progress_line(state, live[0]))
     checkpoints = list_checkpoints(target_dir / "checkpoints")
     lines.append("checkpoints: " + (", ".join(checkpoints) if checkpoints else "none"))
-    best = _best_valid(target_dir / "train_log.jsonl")
+    best = _best_valid(events)
     if best:
         lines.append(f"best validation so far: {best}")
     results = target_dir / "results" / "results.json"
@@ -37,18 +47,67 @@ def describe_status(target_dir: Path) -> str:
             if not isinstance(row, dict):  # a problem without test sets (dump-feature): a flat summary
                 lines.append(f"  {name}: {row:.4g}" if isinstance(row, float) else f"  {name}: {row}")
                 continue
-            metrics = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
-            lines.append(f"  {name}: {row['checkpoint']} {metrics}")
+            lines.append(f"  {name}: {result_line(row)}")
     return "\n".join(lines)
 
 
-def _best_valid(train_log: Path) -> str | None:
-    if not train_log.is_file():
-        return None
-    runs = [json.loads(line) for line in train_log.read_text().splitlines() if '"valid"' in line]
-    valids = [e for e in runs if e.get("event") == "valid"]
+def result_line(row: dict) -> str:
+    """`valid_best (step 200) eer=21.00 % (17.20–24.90) mindcf_0.01=0.9267; best on test (oracle): step-800 eer=10.60 %`."""
+    intervals = row.get("intervals", {})
+    shown = []
+    for key, value in row.items():
+        if isinstance(value, float):
+            kind = kind_of(key)
+            text = show_interval(value, intervals.get(key), kind)
+            shown.append(f"{key}={text}" if kind != "pct" else f"{key}={text} %")
+    line = f"{row['checkpoint']} (step {row['step']}) " + " ".join(shown)
+    oracle, metric = row.get("oracle"), row.get("metric")
+    if oracle and metric and row.get("selected_by") != "best on test":
+        line += f"; best on test (oracle): {oracle['checkpoint']} {show_named(metric, oracle.get(metric))}"
+    return line
+
+
+def _lock_line(lock: Path) -> tuple[bool, str]:
+    """(a live process holds the lock, a line saying so)."""
+    try:
+        pid_text, _, host = lock.read_text().strip().partition("@")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False, "run: none live (no lock)"
+    if host != socket.gethostname():
+        return False, f"run: locked by pid {pid} on host {host} (cannot check from here)"
+    if pid_alive(pid):
+        return True, f"run: live (pid {pid})"
+    return False, f"run: none live (the lock's pid {pid} is no longer running)"
+
+
+def _progress_line(state: Progress, live: bool) -> str:
+    of = f" of {state.total_steps}" if state.total_steps else ""
+    parts = [f"training: step {state.step}{of}"]
+    if state.loss is not None:
+        parts.append(f"loss {state.loss:.4g}")
+    if state.utt_per_s is not None:
+        parts.append(f"{state.utt_per_s:.1f} utt/s")
+    if state.steps_per_s:
+        parts.append(f"{state.steps_per_s:.2f} steps/s")
+    if live and state.eta_s is not None:
+        parts.append(f"ETA {_duration(state.eta_s)}")
+    if state.wall_s is not None:
+        parts.append(f"trained for {_duration(state.wall_s)}")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _best_valid(events: list[dict]) -> str | None:
+    valids = {e["step"]: e for e in events if e.get("event") == "valid"}  # the last of each step
     if not valids:
         return None
-    metric, higher = valids[-1]["metric"], valids[-1]["higher_better"]
-    best = (max if higher else min)(valids, key=lambda e: e[metric])
-    return f"{metric}={best[metric]:.4g} at step {best['step']}"
+    last = valids[max(valids)]
+    metric, higher = last["metric"], last["higher_better"]
+    best = (max if higher else min)(valids.values(), key=lambda e: e[metric])
+    return f"{show_named(metric, best[metric])} at step {best['step']}"

@@ -144,6 +144,7 @@ class Trainer:
             self.sampler = sampler.shard(self.world.rank, self.world.size)
         self.model: torch.nn.Module = task
         self.agreed_signal: int | None = None  # torchrun: the signal every rank stops for
+        self.tensorboard = None  # engine/tensorboard.py's log, with train.tensorboard on rank 0
         # modules that change with training progress (an upstream that starts fine-tuning) hear each update's number
         self.step_listeners = [m for m in task.modules() if callable(getattr(m, "set_training_step", None))]
 
@@ -228,8 +229,11 @@ class Trainer:
     def event(self, kind: str, **fields: Any) -> None:
         if not self.world.main:
             return
+        event = {"event": kind, "step": self.state.step, "time": round(time.time(), 3), **fields}
         with open(self.paths.train_log, "a") as handle:
-            handle.write(json.dumps({"event": kind, "step": self.state.step, **fields}) + "\n")
+            handle.write(json.dumps(event) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.write(event)
 
     # ----- the loop ------------------------------------------------------------------
     def run(self) -> TrainingState:
@@ -260,6 +264,11 @@ class Trainer:
         depth = int(self.conf.get("prefetch_batches", 0))
         prefetch = Prefetch(iter(loader), depth) if self.num_workers == 0 and depth > 0 else None
         batches = prefetch or iter(loader)
+        self.event("start", total_steps=total)  # status and compare time each training session from here
+        if self.conf.get("tensorboard") and self.world.main:
+            from speechrecipe.engine.tensorboard import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(self.paths.tensorboard, self.paths.train_log, self.state.step)
         try:
             with self._signals():
                 if resumed is not None:
@@ -268,6 +277,8 @@ class Trainer:
         finally:
             if prefetch is not None:
                 prefetch.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         return self.state
 
     def _timed_first_batch(self, batches, began: float, source: Path, restored: float):

@@ -85,3 +85,14 @@ def error_rate(refs: list[str], hyps: list[str], unit: str = "word") -> dict:
         "hits": hits,
         "ref_len": ref_len,
     }
+
+
+def utterance_errors(refs: list[str], hyps: list[str], unit: str = "word") -> tuple[list[int], list[int]]:
+    """Per utterance: (S+D+I, reference length) in `unit`s, the parts `error_rate` sums."""
+    errors, lengths = [], []
+    for ref, hyp in zip(refs, hyps, strict=True):
+        ref_tokens = _tokens(ref, unit)
+        _, subs, dels, ins = edit_operations(ref_tokens, _tokens(hyp, unit))
+        errors.append(subs + dels + ins)
+        lengths.append(len(ref_tokens))
+    return errors, lengths

@@ -62,7 +62,8 @@ class ASR(Problem):
             write_lexicon(self.paths.evaluation / LEXICON, words, self.load_encoder())
         return self.evaluate_checkpoints()
 
-    @stage(4, "report best", "best checkpoint per test set by beam-search WER: results.json, README.md", role="report")
+    @stage(4, "report best", "valid_best per test set with 95 % intervals by utterance, best on test by beam-search "
+           "WER beside it: results.json, README.md", role="report")
     def report_stage(self) -> None:
         self.report_best()
 
@@ -111,6 +112,13 @@ class ASR(Problem):
         decoders = self.build_decoders(self.conf.evaluate, encoder)
         scores = self.recognize(task, test_manifest_name(test_set), decoders, out_dir / test_set)
         return {f"{name}_{key}": value for name, metrics in scores.items() for key, value in metrics.items()}
+
+    def unit_statistics(self, record: dict):
+        """WER and CER of each decoder, resampled by utterance, from the hypothesis files of stage 3."""
+        from speechrecipe.tasks.unit_statistics import recognition_units
+
+        prefix = self.paths.evaluation / record["checkpoint"] / record["test_set"]
+        return recognition_units(prefix, ["greedy", "beam", "lm"])
 
     def result_columns(self) -> list[tuple[str, str, str]]:
         columns = [("greedy_wer", "WER greedy (%)", "pct"), ("beam_wer", "WER beam (%)", "pct"),

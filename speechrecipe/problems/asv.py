@@ -59,7 +59,8 @@ class ASV(Problem):
     def evaluate_stage(self) -> list[Path]:
         return self.evaluate_checkpoints()
 
-    @stage(4, "report best", "best checkpoint per test set: results.json, README.md, DET curves", role="report")
+    @stage(4, "report best", "valid_best per test set with 95 % intervals by speaker, best on test beside it: "
+           "results.json, README.md, DET curves", role="report")
     def report_stage(self) -> None:
         self.report_best()
 
@@ -209,6 +210,15 @@ class ASV(Problem):
             for utt, emb in zip(out["ids"], F.normalize(out["embeddings"].float(), dim=1)):
                 sums[speaker[utt]] = sums.get(speaker[utt], 0) + emb
         return torch.stack([sums[s] for s in sorted(sums)])
+
+    def unit_statistics(self, record: dict):
+        """A stage-3 result's trials as speakers to resample (the test manifest names each utterance's speaker)."""
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.tasks.unit_statistics import verification_units
+
+        name = record["test_set"]
+        speaker_of = {row["id"]: row["speaker"] for row in read_jsonl(self.paths.test_manifest(name))}
+        return verification_units(self.paths.evaluation / record["checkpoint"] / f"{name}.scores", speaker_of)
 
     def plot_det(self, best: dict[str, dict]) -> None:
         from speechrecipe.metrics.det_plot import plot_det

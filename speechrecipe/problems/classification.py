@@ -58,8 +58,8 @@ class UtteranceClassification(Problem):
     def evaluate_stage(self) -> list[Path]:
         return self.evaluate_checkpoints()
 
-    @stage(4, "report best", "best checkpoint per test set by accuracy: results.json, README.md, confusion matrices",
-           role="report")
+    @stage(4, "report best", "valid_best per test set with 95 % intervals by utterance, best on test by accuracy "
+           "beside it: results.json, README.md, confusion matrices", role="report")
     def report_stage(self) -> None:
         self.report_best()
 
@@ -84,6 +84,12 @@ class UtteranceClassification(Problem):
 
     def evaluate_test_set(self, task, encoder, test_set: str, out_dir: Path) -> dict[str, float]:
         return self.classify(task, test_manifest_name(test_set), encoder, out_dir, name=test_set)
+
+    def unit_statistics(self, record: dict):
+        """Accuracy (and per-field accuracy), resampled by utterance, from the predictions of stage 3."""
+        from speechrecipe.tasks.unit_statistics import classification_units
+
+        return classification_units(self.paths.evaluation / record["checkpoint"] / f"{record['test_set']}.predictions.tsv")
 
     def report_extras(self, best: dict[str, dict]) -> None:
         for test_set, record in best.items():  # the best checkpoint's confusion matrices sit beside the table

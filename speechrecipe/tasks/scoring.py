@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -76,14 +77,21 @@ def write_scores(path: Path, trials: Trials, scores: torch.Tensor) -> None:
 
 def read_scores(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, labels) from a file written by write_scores."""
+    enroll_test, scores, labels = read_score_table(path)
+    return torch.from_numpy(scores.astype(np.float32)), torch.from_numpy(labels.astype(np.int64))
+
+
+def read_score_table(path: Path) -> tuple[list[tuple[str, str]], "np.ndarray", "np.ndarray"]:
+    """([(enroll, test)], scores float64, labels 0/1) from a file written by write_scores."""
     from speechrecipe.data.tsv import internal_file_error, read_tsv
 
-    scores, labels = [], []
+    pairs, scores, labels = [], [], []
     for number, fields in read_tsv(path):
         if len(fields) == 1:  # written before scores were tab-separated: ids held no spaces then
             fields = fields[0].split()
         if len(fields) != 4:
             raise internal_file_error(path, number, f"expected 'enroll test score label', got {fields!r}")
-        scores.append(float(fields[2]))
-        labels.append(int(fields[3]))
-    return torch.tensor(scores), torch.tensor(labels)
+        pairs.append((fields[0], fields[1]))
+        scores.append(fields[2])
+        labels.append(fields[3])
+    return pairs, np.array(scores, dtype=np.float64), np.array(labels, dtype=np.int64)
