@@ -286,6 +286,8 @@ def test_diarization_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, t
     assert "| test |" in (trained / "results" / "README.md").read_text()
     baseline = one_speaker_der(prepared / "test_test.jsonl")
     assert results["der"] < baseline, (results["der"], baseline)
+    interval = results["intervals"]["der"]  # resampled by recording (issue 14)
+    assert interval["unit"] == "recording" and interval["low"] <= results["der"] <= interval["high"]
 
 
 def resume_command(target: Path, corpus: Path, cache: Path) -> list[str]:

@@ -160,6 +160,23 @@ class Diarization(Problem):
         write_rttm(out_dir / f"{test_set}.rttm", hypothesis)
         return {**self.score(hypothesis, name), **tuned}
 
+    def unit_statistics(self, record: dict):
+        """DER and its parts resampled by recording, from the RTTM stage 3 wrote and the reference segments."""
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.rttm import read_rttm
+        from speechrecipe.metrics.bootstrap import ratio_statistics
+        from speechrecipe.metrics.der import diarization_errors
+
+        name = record["test_set"]
+        hypothesis = read_rttm(self.paths.evaluation / record["checkpoint"] / f"{name}.rttm")
+        rows = read_jsonl(self.paths.test_manifest(name))
+        counts = [diarization_errors([tuple(s) for s in row["segments"]], hypothesis.get(row["id"], []),
+                                     self.conf.evaluate.collar_secs) for row in rows]
+        total = [c.total for c in counts]
+        parts = {"der": [c.missed + c.false_alarm + c.confusion for c in counts], "missed": [c.missed for c in counts],
+                 "false_alarm": [c.false_alarm for c in counts], "confusion": [c.confusion for c in counts]}
+        return ratio_statistics("recording", [row["id"] for row in rows], {k: (v, total) for k, v in parts.items()})
+
     def result_columns(self) -> list[tuple[str, str, str]]:
         return [("der", "DER (%)", "pct"), ("missed", "missed (%)", "pct"), ("false_alarm", "false alarm (%)", "pct"),
                 ("confusion", "confusion (%)", "pct"), ("threshold", "threshold", "float"),
