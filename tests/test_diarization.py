@@ -239,7 +239,7 @@ def test_manifest_rows_hold_rttm_segments_per_recording(small_corpus, tmp_path, 
     result = cli("run", "diarization", "--stop", "0", "--target-dir", tmp_path / "exp", "--cache-dir", tmp_path / "cache",
                  f"prepare_data.dataset_root={small_corpus}")
     assert result.exit_code == 0, result.stderr
-    (prepared,) = [p for p in (tmp_path / "cache" / "diarization").iterdir() if p.name != "mini_corpus"]
+    (prepared,) = [p for p in (tmp_path / "cache" / "diarization").iterdir() if p.name != "mini_corpus" and not p.name.startswith(".")]
     rows = {r["id"]: r for r in read_jsonl(prepared / "train.jsonl")}
     reference = read_rttm(small_corpus / "data" / "train" / "rttm")
     assert set(rows) == set(reference)
@@ -274,7 +274,7 @@ def test_diarization_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, t
     for name in ("speaker_order.json", "train_log.jsonl", "training_curve.png", "checkpoints/valid_best.ckpt",
                  "checkpoints/step-80.ckpt", "results/results.json", "results/README.md", "results/activity_test.png"):
         assert (trained / name).is_file(), name
-    (prepared,) = [p for p in (cache / "diarization").iterdir() if p.name != "mini_corpus"]
+    (prepared,) = [p for p in (cache / "diarization").iterdir() if p.name != "mini_corpus" and not p.name.startswith(".")]
     test_ids = {r["id"] for r in read_jsonl(prepared / "test_test.jsonl")}
     for checkpoint in ("valid_best", "step-80"):
         hypothesis = read_rttm(trained / "evaluation" / checkpoint / "test.rttm")
