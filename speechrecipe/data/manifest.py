@@ -102,3 +102,8 @@ def file_digest(path: str | Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def longer_than(rows: list[dict], secs: float) -> list[dict]:
+    """The rows of utterances longer than `secs` seconds (s3prl's min_secs drops the others)."""
+    return [row for row in rows if int(row["num_frames"]) > secs * int(row["sample_rate"])]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig
 
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
-from speechrecipe.errors import ConfigError
+from speechrecipe.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
-TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
+TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.bucket",
+                                   "build_batch_sampler.bucket_batches", "build_optimizer", "build_scheduler", "train")
 ENCODER = "speakers.json"
 TEST_SET_KEYS = {"name", "trial_file", "exclude_speakers"}
 
@@ -99,20 +100,23 @@ class ASV(Problem):
         """Training crops (with augmentation) for split 'train'; whole utterances otherwise."""
         from speechrecipe.data.augment import build_augmenter
         from speechrecipe.data.dataset import ManifestDataset
-        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.manifest import longer_than, read_jsonl
         from speechrecipe.data.preprocessors import LabelLookup, RandomCrop, WholeUtterance
 
         rows = read_jsonl(self.paths.manifest(split))
         if split != "train":
             return ManifestDataset(rows, WholeUtterance(conf.sample_rate))
+        if not (rows := longer_than(rows, conf.min_secs)):
+            raise DataError(f"build_dataset.min_secs={conf.min_secs}: no training utterance is longer; lower it")
         labels = LabelLookup("speaker", "labels", self.load_encoder().index)
         augmenter = build_augmenter(conf.augment, conf.sample_rate)
-        return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter))
+        return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter, conf.crop_mode))
 
     def build_batch_sampler(self, conf: DictConfig, dataset):
         from speechrecipe.data.sampler import EpochBatchSampler
 
-        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size, drop_last=True)
+        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size, drop_last=True,
+                                 bucket=conf.bucket, bucket_batches=conf.bucket_batches)
 
     def build_downstream(self, conf: DictConfig, input_dim: int) -> "torch.nn.Module":
         if conf.name == "xvector":
@@ -227,7 +231,11 @@ class ASV(Problem):
                 raise ConfigError(f"prepare_data.test_sets: name {item.name!r} must be letters, digits, _ . - (not 'valid')")
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
+        if self.conf.build_batch_sampler.bucket_batches < 1:
+            raise ConfigError(f"build_batch_sampler.bucket_batches: {self.conf.build_batch_sampler.bucket_batches} "
+                              "must be at least 1 (batches per length-sorted pool)")
         for key, allowed in (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.name", ("xvector", "ecapa")),
+                             ("build_dataset.crop_mode", ("fixed", "max")),
                              ("build_task.loss", ("softmax", "amsoftmax", "aamsoftmax")),
                              ("evaluate.score_norm", ("none", "asnorm")), ("prepare_data.check_audio", ("full", "header"))):
             value = self.conf
