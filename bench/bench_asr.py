@@ -53,10 +53,10 @@ def decoding_rtf(target: Path, cache: Path) -> dict:
 
     conf = load_config("asr")
     problem = ASR(conf, experiment_paths(ASR, conf, target, cache))
-    task = problem.build_task(conf.build_task, len(problem.load_tokenizer()))
+    task = problem.build_task(conf.build_task, problem.load_encoder())
     task.load_state_dict(ckpt.load(target / "checkpoints" / "valid_best.ckpt")["model"])
     task.eval()
-    dataset = problem.build_dataset(conf.build_dataset, "test_test-clean")
+    dataset = problem.build_dataset(conf.build_dataset, "test_test-clean", None)
     audio = sum(r["duration"] for r in dataset.rows)
     outputs, began = [], time.perf_counter()
     with torch.inference_mode():
@@ -84,7 +84,7 @@ def memory_case(length_s: float, batching: str) -> dict:
 
     conf = load_config("asr")
     problem = ASR(conf, experiment_paths(ASR, conf, Path("unused"), Path("unused")))
-    task = problem.build_task(conf.build_task, 30).train()
+    task = problem.build_task(conf.build_task, range(30)).train()  # a 30-token vocabulary
     rate = conf.build_dataset.sample_rate
     lengths = [int(length_s * rate)] * 64
     if batching == "budget":

@@ -43,7 +43,7 @@ def _load(problem: str, config: Optional[List[Path]], overrides: Optional[List[s
     from speechrecipe.registry import resolve_problem
 
     klass = resolve_problem(problem)
-    return klass, load_config(klass.conf_name, config or [], overrides or [])
+    return klass, load_config(klass.config_path(), config or [], overrides or [])
 
 
 @app.command("list")

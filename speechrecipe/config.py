@@ -8,8 +8,6 @@ torch class (optimizer, scheduler) and stay open.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,9 +16,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from speechrecipe.errors import ConfigError
+from speechrecipe.fileio import atomic_write_text
 
 OPEN_SECTION = "conf"
 MISSING = "???"
+BASE_KEY = "_base_"  # in a default YAML: the schema it extends (a built-in conf name, or a path beside it)
 
 
 def _register_resolvers() -> None:
@@ -59,6 +59,21 @@ def _load_yaml(path: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: a config file must hold a mapping at the top")
     return cfg
+
+
+def load_schema(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    """A default YAML; with `_base_: NAME`, the schema NAME (conf/NAME.yaml, or a file beside this one)
+    with this file's keys and values on top."""
+    schema = _load_yaml(path)
+    base = schema.pop(BASE_KEY, None)
+    if base is None:
+        return schema
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {BASE_KEY} must name a schema (e.g. trainer), got {base!r}")
+    base_path = path.parent / base if base.endswith((".yaml", ".yml")) else default_config_path(base)
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{path}: {BASE_KEY}: {base} extends itself")
+    return OmegaConf.merge(load_schema(base_path, (*seen, path.resolve())), schema)
 
 
 def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
@@ -147,11 +162,14 @@ def _missing_keys(cfg: DictConfig) -> list[str]:
 
 
 def load_config(
-    conf_name: str, files: Iterable[Path] = (), overrides: Iterable[str] = ()
+    schema_file: str | Path, files: Iterable[Path] = (), overrides: Iterable[str] = ()
 ) -> DictConfig:
-    """Merge defaults, files and overrides; validate; return the resolved config."""
+    """Merge defaults, files and overrides; validate; return the resolved config.
+
+    `schema_file` is the default YAML (a Path, see Problem.config_path) or a built-in problem's conf name.
+    """
     _register_resolvers()
-    schema = _load_yaml(default_config_path(conf_name))
+    schema = load_schema(schema_file if isinstance(schema_file, Path) else default_config_path(schema_file))
     layers = [(str(p), _load_yaml(Path(p))) for p in files]
     layers.append(("override", _parse_overrides(overrides)))
     merged = schema
@@ -189,9 +207,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def save_config(cfg: DictConfig, path: Path) -> None:
     """Write the resolved config atomically."""
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(to_yaml(cfg))
-    tmp.replace(path)
+    atomic_write_text(path, to_yaml(cfg))
 
 
 def load_saved_config(path: Path) -> DictConfig | None:
@@ -212,9 +228,3 @@ def select(cfg: DictConfig, prefixes: Iterable[str], exclude: Iterable[str] = ()
         for k, v in flatten(cfg).items()
         if any(k == p or k.startswith(p + ".") for p in prefixes) and k not in exclude
     }
-
-
-def digest(data: Any) -> str:
-    """Stable short hash of JSON-serialisable data."""
-    blob = json.dumps(data, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

@@ -17,9 +17,7 @@ PROBLEMS = {
 
 
 def resolve_problem(spec: str):
-    """A built-in name or `package.module:Class` (a Problem subclass)."""
-    from speechrecipe.engine.problem import Problem
-
+    """A built-in name, `package.module:Class` or `path/to/file.py:Class` (a Problem subclass)."""
     target = PROBLEMS.get(spec, spec)
     if ":" not in target:
         from speechrecipe.config import closest
@@ -27,14 +25,42 @@ def resolve_problem(spec: str):
         close = closest(spec, PROBLEMS)
         hint = f"; did you mean {close}?" if close else ""
         raise ConfigError(f"unknown problem '{spec}' (see `speechrecipe list`, or give module:Class){hint}")
-    module_name, _, class_name = target.partition(":")
+    module_name, _, class_name = target.rpartition(":")
+    if module_name.endswith(".py"):
+        return _checked(spec, _import_file(spec, Path(module_name)), class_name)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # so a user's own module in the working folder is found
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise ConfigError(f"problem '{spec}': cannot import {module_name} ({err})") from None
+    return _checked(spec, module, class_name)
+
+
+def _import_file(spec: str, path: Path):
+    """Import a problem's .py file by its path, as a module named after the file."""
+    import importlib.util
+
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"problem '{spec}': {path} does not exist")
+    name = f"speechrecipe_user_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except ImportError as err:
+        raise ConfigError(f"problem '{spec}': {path} cannot be imported ({err})") from None
+    return module
+
+
+def _checked(spec: str, module, class_name: str):
+    from speechrecipe.engine.problem import Problem
+
     klass = getattr(module, class_name, None)
     if not (isinstance(klass, type) and issubclass(klass, Problem)):
-        raise ConfigError(f"problem '{spec}': {class_name} in {module_name} is not a speechrecipe Problem subclass")
+        raise ConfigError(f"problem '{spec}': {class_name} in {module.__name__} is not a speechrecipe Problem subclass")
+    if not klass.conf_name:
+        raise ConfigError(f"problem '{spec}': {class_name} sets no conf_name (its name in cache_dir and exp/)")
     return klass

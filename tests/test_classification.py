@@ -21,7 +21,7 @@ from speechrecipe.config import load_config
 from speechrecipe.data.clips import Clip, FieldLabels
 from speechrecipe.data.corpora.fluent_speech_commands import prepare_fluent_speech_commands
 from speechrecipe.data.corpora.speech_commands import SILENCE_REGIONS, prepare_speech_commands
-from speechrecipe.data.manifest import read_jsonl
+from speechrecipe.data.manifest import read_jsonl, split_manifest
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.problems.ks import KeywordSpotting
@@ -62,7 +62,7 @@ def prepare_sc(root: Path, out: Path, **kw) -> dict:
 
 def test_speech_commands_lists_make_the_splits_and_other_words_are_unknown(speech_commands, tmp_path):
     prepare_sc(speech_commands, tmp_path / "out", silence_fraction=0)
-    splits = {s: read_jsonl(tmp_path / "out" / f"{s}.jsonl") for s in ("train", "valid", "test")}
+    splits = {s: read_jsonl(split_manifest(tmp_path / "out", s)) for s in ("train", "valid", "test")}
     assert sorted(r["id"] for r in splits["test"]) == sorted(
         ["yes/d0000000_nohash_0", "yes/e0000000_nohash_0", "cat/d0000000_nohash_0", "cat/e0000000_nohash_0",
          "no/d0000000_nohash_0"])
@@ -80,7 +80,7 @@ def test_speech_commands_can_leave_other_words_out(speech_commands, tmp_path):
 def test_silence_crops_come_from_each_splits_own_region_of_the_noise(speech_commands, tmp_path):
     summary = prepare_sc(speech_commands, tmp_path / "out")
     for split, words in (("train", 11), ("valid", 4), ("test", 5)):
-        rows = [r for r in read_jsonl(tmp_path / "out" / f"{split}.jsonl") if r["label"] == "_silence_"]
+        rows = [r for r in read_jsonl(split_manifest(tmp_path / "out", split)) if r["label"] == "_silence_"]
         assert len(rows) == round(0.5 * words) == summary[split]["_silence_"]
         low, high = SILENCE_REGIONS[split]
         for row in rows:
@@ -319,13 +319,13 @@ def test_editing_a_list_or_adding_a_clip_prepares_the_corpus_again(cli, speech_c
 
     run()
     assert "stage 0 (prepare data) is up to date; skipping" in run()
-    tests = manifest("test")
+    tests = manifest("test_test")
     lists = speech_commands / "testing_list.txt"
     lists.write_text("".join(lists.read_text().splitlines(keepends=True)[1:]))  # one test clip fewer
     assert "the corpus changed since it was prepared" in stage0()
     log = run()
     assert "testing_list.txt changed); preparing it again" in log
-    assert set(tests) - set(manifest("test")) == {"yes/d0000000_nohash_0"}  # its first line
+    assert set(tests) - set(manifest("test_test")) == {"yes/d0000000_nohash_0"}  # its first line
     train = manifest("train")
     write(speech_commands / "yes" / "f0000000_nohash_0.wav", 1600, seed=77)  # a new clip in a word folder
     log = run()

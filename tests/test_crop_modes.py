@@ -85,3 +85,16 @@ def test_min_secs_keeps_only_longer_utterances():
     rows = [{"id": str(n), "num_frames": n, "sample_rate": RATE} for n in (RATE, 2 * RATE, 2 * RATE + 1)]
     assert [r["id"] for r in longer_than(rows, 2.0)] == [str(2 * RATE + 1)]
     assert longer_than(rows, 0.0) == rows
+
+
+def test_unknown_crop_mode_is_a_config_error_before_any_stage(cli, tmp_path):
+    result = cli("run", "asv", "--target-dir", tmp_path / "exp", "build_dataset.crop_mode=repeat")
+    assert result.exit_code == 2
+    assert "build_dataset.crop_mode: 'repeat' is not one of fixed, max" in result.stderr
+    assert not (tmp_path / "exp" / "records").exists()
+
+
+def test_min_secs_leaving_no_utterance_is_one_clear_line(cli, tmp_path):
+    result = cli("run", "asv", "--stop", "2", "--target-dir", tmp_path / "exp", "build_dataset.min_secs=60")
+    assert result.exit_code == 1
+    assert "build_dataset.min_secs=60: no training utterance is longer; lower it" in result.stderr

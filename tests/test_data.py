@@ -17,8 +17,8 @@ from speechrecipe.data.corpora.voxceleb1 import (
     prepare_voxceleb1_identification,
     prepare_voxceleb1_verification,
 )
+from speechrecipe.fileio import file_digest
 from speechrecipe.data.manifest import (
-    file_digest,
     read_jsonl,
     read_trials,
     write_jsonl,

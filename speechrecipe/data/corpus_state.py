@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from speechrecipe.data.manifest import file_digest, read_jsonl
+from speechrecipe.data.manifest import read_jsonl
+from speechrecipe.fileio import atomic_write_text, file_digest
 
 FILE_NAME = "corpus.json"
 
@@ -24,7 +25,7 @@ def record(cache: Path, protocol_files: Iterable[Path], root: Path) -> None:
     """Write corpus.json for the manifests in `cache`, made from `protocol_files` under `root`."""
     state = {"files": {str(p): file_digest(p) for p in sorted(set(map(Path, protocol_files))) if p.is_file()},
              "folders": {str(d): _mtime(d) for d in sorted(_folders(cache, root))}}
-    (cache / FILE_NAME).write_text(json.dumps(state, indent=0))
+    atomic_write_text(cache / FILE_NAME, json.dumps(state, indent=0))
 
 
 def recorded(cache: Path) -> dict | None:

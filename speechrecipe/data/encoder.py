@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from speechrecipe.errors import DataError
+from speechrecipe.fileio import atomic_write_text
 
 
 class LabelEncoder:
@@ -32,9 +33,7 @@ class LabelEncoder:
         return self.labels[index]
 
     def save(self, path: Path) -> None:
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"labels": self.labels}, indent=0))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps({"labels": self.labels}, indent=0))
 
     @classmethod
     def load(cls, path: Path) -> "LabelEncoder":

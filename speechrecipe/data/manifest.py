@@ -6,49 +6,25 @@ the file itself, so they are what `read_audio(start=..., num_frames=...)` expect
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
 
 from speechrecipe.errors import DataError
+from speechrecipe.fileio import atomic_open
 
 # one encoder for all rows: json.dumps(..., ensure_ascii=False) would build a new one per call
 _encode_row = json.JSONEncoder(ensure_ascii=False).encode
 
 
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Write to `path.tmp`, flush, fsync, then rename it over `path`: nobody sees half a file.
-
-    `mode` is "w" (UTF-8 text) or "wb". Whatever the writer raises (a full disk included), the
-    .tmp is removed and an earlier `path` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        # lexists: a leftover .tmp may be a dangling link; unlink removes the link, not its target
-        if os.path.lexists(tmp):
-            tmp.unlink()
-    _fsync_dir(path.parent)  # the rename itself survives a power cut
+def test_manifest_name(test_set: str) -> str:
+    """The split name of a test set's manifest: test_<name> (every problem names them so)."""
+    return f"test_{test_set}"
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def split_manifest(out_dir: Path, split: str) -> Path:
+    """train.jsonl, valid.jsonl, or test_<split>.jsonl for any other split (a test set)."""
+    return out_dir / f"{split if split in ('train', 'valid') else test_manifest_name(split)}.jsonl"
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
@@ -93,15 +69,6 @@ def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
                                 f"got {line.strip()!r}; delete it and rerun the stage that wrote it")
             trials.append((int(fields[0]), fields[1], fields[2]))
     return trials
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 hex digest of the file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def longer_than(rows: list[dict], secs: float) -> list[dict]:

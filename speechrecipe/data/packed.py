@@ -27,6 +27,7 @@ import soundfile as sf
 
 from speechrecipe.data.audio import read_audio
 from speechrecipe.errors import DataError, RunFailure
+from speechrecipe.fileio import atomic_write_text
 from speechrecipe.process import pid_alive
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class PackedClips:
 
 def open_or_build(rows: Sequence[dict], manifest: Path, directory: Path, sample_rate: int) -> PackedClips:
     """The pack of `manifest`'s rows at `sample_rate`, built first if it is not in `directory`."""
-    from speechrecipe.data.manifest import file_digest
+    from speechrecipe.fileio import file_digest
 
     if len({row["id"] for row in rows}) != len(rows):
         raise DataError(f"{manifest}: row ids repeat, so its clips cannot be packed by id; "
@@ -133,8 +134,7 @@ def _build(rows: Sequence[dict], stem: Path, sample_rate: int, manifest: Path) -
         tmp.with_suffix(".npy").unlink(missing_ok=True)
     meta = {"format": FORMAT, "dtype": np.dtype(dtype).name, "sample_rate": sample_rate,
             "manifest": str(manifest), "ids": [row["id"] for row in rows]}
-    tmp.with_suffix(".json").write_text(json.dumps(meta))
-    os.replace(tmp.with_suffix(".json"), stem.with_suffix(".json"))  # last: it marks the pack complete
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))  # last: it marks the pack complete
     log.info("packed %d clips (%.1f MiB, %s)", len(rows), offsets[-1] * np.dtype(dtype).itemsize / 2**20,
              np.dtype(dtype).name)
 

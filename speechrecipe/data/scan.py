@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speechrecipe.data.audio import AudioInfo, probe_audio
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.fileio import atomic_open
 from speechrecipe.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.fileio import atomic_write_text
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -72,9 +73,7 @@ class Tokenizer:
         return {"kind": self.kind, "tokens": self.tokens}
 
     def save(self, path: Path) -> None:
-        tmp = Path(path).with_name(Path(path).name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=0))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(self.to_json(), ensure_ascii=False, indent=0))
 
 
 class CharTokenizer(Tokenizer):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.fileio import atomic_open
 from speechrecipe.data.tokenizer import SPACE, Tokenizer
 from speechrecipe.errors import ConfigError
 

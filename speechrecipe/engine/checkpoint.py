@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.fileio import atomic_open
 from speechrecipe.errors import RunFailure
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm import tqdm
 
-from speechrecipe.data.manifest import file_digest
+from speechrecipe.fileio import file_digest
 from speechrecipe.engine import checkpoint as ckpt
 from speechrecipe.engine.trainer import move_to
 from speechrecipe.errors import RunFailure

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechrecipe.data.manifest import test_manifest_name
+
 
 @dataclass(frozen=True)
 class ExperimentPaths:
@@ -60,6 +62,10 @@ class ExperimentPaths:
 
     def manifest(self, name: str) -> Path:
         return self.cache / f"{name}.jsonl"
+
+    def test_manifest(self, test_set: str) -> Path:
+        """The manifest of test set `test_set` (every problem names them so)."""
+        return self.manifest(test_manifest_name(test_set))
 
     def inputs(self, pattern: str) -> list[Path]:
         """Files a stage reads: matches of `pattern` in the cache, else in target_dir."""

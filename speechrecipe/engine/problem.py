@@ -1,8 +1,9 @@
-"""Problem: a stage table plus default builders. Imports no torch at module level.
+"""The Problem contract: a stage table plus the hooks and builders the engine calls.
 
-A problem subclass declares its stages with @stage and supplies the builders that
-differ; the runner (engine/runner.py) decides which stages run. Builders take the
-config section of the same name and return one thing; they do no file I/O.
+Every hook has one signature, documented here; a problem overrides the ones it needs and declares
+its stages with @stage. The runner (engine/runner.py) decides which stages run and finds the stages
+it treats specially by their role, never by number. Imports no torch at module level.
+See docs/architecture.md, "Write a new problem".
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from speechrecipe.config import digest, select
+from speechrecipe.config import select
+from speechrecipe.fileio import atomic_write_json, digest
 from speechrecipe.engine.paths import ExperimentPaths
 
 if TYPE_CHECKING:
@@ -52,29 +54,53 @@ class Stage:
     ignore: tuple[str, ...]
     resume_safe: tuple[str, ...]
     method: str
+    role: str = ""  # one of ROLES: what the engine treats specially (see ROLES)
     # files it reads (names or glob patterns in the cache, else target_dir); when given, its record
     # depends on their contents instead of on every earlier stage's record
     reads: tuple[str, ...] = ()
+
+
+# Stage roles the engine knows. "prepare": parses the corpus into the cache (its inputs include the
+# corpus files themselves); "train": makes checkpoints (guarded against config changes, run by every
+# torchrun rank); "evaluate": writes evaluation/ (results the report reads); "report": results/.
+ROLES = ("prepare", "train", "evaluate", "report", "")
 
 
 def stage(
     number: int,
     name: str,
     description: str,
+    role: str = "",
     uses: tuple[str, ...] = (),
     ignore: tuple[str, ...] = (),
     resume_safe: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
 ) -> Callable:
-    """Declare a method as stage `number`; `uses` are the config sections it depends on, `reads` the
-    files of earlier stages it reads (without `reads`, it depends on every earlier stage's record)."""
+    """Declare a method as stage `number` with a `role` (ROLES); `uses` are the config sections it depends
+    on, `reads` the files of earlier stages it reads (without `reads`, it depends on every earlier stage's
+    record)."""
+    if role not in ROLES:
+        raise ValueError(f"@stage({number}, {name!r}): role {role!r} is not one of {ROLES}")
 
     def mark(method: Callable) -> Callable:
         method._stage = Stage(number, name, description, tuple(uses), tuple(ignore), tuple(resume_safe),
-                              method.__name__, tuple(reads))
+                              method.__name__, role, tuple(reads))
         return method
 
     return mark
+
+
+def check_task(task: Any, problem: str) -> None:
+    """A Task is a torch.nn.Module with forward(batch) and test_step(batch) (engine/task.py)."""
+    import torch
+
+    from speechrecipe.engine.task import Task
+
+    if not (isinstance(task, torch.nn.Module) and isinstance(task, Task)):
+        from speechrecipe.errors import ConfigError
+
+        raise ConfigError(f"{problem}.build_task returned a {type(task).__name__}: a Task is a torch.nn.Module "
+                          "with forward(batch) -> {'loss': ...} and test_step(batch) (speechrecipe/engine/task.py)")
 
 
 @dataclass
@@ -87,14 +113,38 @@ class RunContext:
 
 
 class Problem:
-    """Base of every problem: the stage table and the builders every problem shares."""
+    """Base of every problem: the stage table, the hooks the engine calls and the shared builders.
+
+    Hooks a problem supplies (each with one signature, whichever stages use it):
+      prepare_corpus(out_dir) -> summary      stage "prepare": the corpus → manifests in out_dir
+      protocol_files() -> [Path]              the corpus's list files; an edit prepares it again
+      test_sets() -> [name]                   test sets; manifest `paths.test_manifest(name)`
+      test_set_files(name) -> [Path]          the prepared files defining a test set
+      build_encoder(conf, rows) -> encoder    labels/tokens from the training rows
+      save_encoder(encoder) -> [Path], load_encoder() -> encoder
+      build_dataset(conf, split, encoder)     a ManifestDataset of a split ("train", "valid", "test_<name>")
+      build_batch_sampler(conf, dataset)      training batches
+      build_task(conf, encoder) -> Task       the model and its loss (engine/task.py)
+      validate(task, encoder) -> {metric}     during training; train.valid_metric names the one kept
+      evaluate_test_set(task, encoder, name, out_dir) -> {metric}    stage "evaluate", per checkpoint
+      result_columns() -> [(key, header, format)], report_extras(best)  stage "report"
+    The shared stage bodies (prepare_corpus_cached, fit_encoder, train_model, evaluate_checkpoints,
+    report_best) call these, so most stages are one line.
+    """
 
     conf_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    # The stage whose checkpoints a config change would throw away (guarded by --force).
-    training_stage: ClassVar[int] = 2
+    # The default YAML (its schema), relative to the file of the class that sets it; "" → the
+    # package's conf/<conf_name>.yaml. A problem outside the package brings its own file this way.
+    default_config: ClassVar[str] = ""
     # prepare_data keys that do not change the prepared manifests (so not in the cache key).
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
+    # {dotted key: allowed values}, checked before any stage; merged along the class hierarchy.
+    choices: ClassVar[dict[str, tuple]] = {}
+    # The report stage's headline metric (a key of evaluate_test_set's result) and its direction.
+    metric: ClassVar[str] = ""
+    higher_better: ClassVar[bool] = False
+    results_title: ClassVar[str] = "Results"
 
     def __init__(self, config: DictConfig, paths: ExperimentPaths, context: RunContext | None = None):
         self.conf = config
@@ -111,6 +161,30 @@ class Problem:
                 if isinstance(mark, Stage):
                     found[mark.number] = mark
         return [found[n] for n in sorted(found)]
+
+    @classmethod
+    def stage_with_role(cls, role: str) -> Stage | None:
+        """The stage that has `role`, or None (a problem may have no training stage)."""
+        found = [s for s in cls.stages() if s.role == role]
+        return found[0] if found else None
+
+    @classmethod
+    def config_path(cls) -> Path:
+        """The default YAML: `default_config` of the nearest class that sets it, else conf/<conf_name>.yaml."""
+        import inspect
+
+        from speechrecipe.config import default_config_path
+
+        for klass in cls.__mro__:
+            relative = vars(klass).get("default_config")
+            if relative:
+                path = Path(inspect.getfile(klass)).resolve().parent / relative
+                if not path.is_file():
+                    from speechrecipe.errors import ConfigError
+
+                    raise ConfigError(f"{klass.__name__}.default_config: {path} does not exist")
+                return path
+        return default_config_path(cls.conf_name)
 
     def run_stage(self, number: int) -> list[Any] | None:
         """Run one stage; it may return files whose digests its record keeps."""
@@ -152,6 +226,22 @@ class Problem:
             raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")
         if int(train.get("prefetch_batches", 0)) < 0:
             raise ConfigError(f"train.prefetch_batches: {train.prefetch_batches} must be 0 or more")
+        for key, allowed in self.all_choices().items():
+            value = OmegaConf.select(self.conf, key)
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+    @classmethod
+    def all_choices(cls) -> dict[str, tuple]:
+        """`choices` of the whole class hierarchy, nearest class last (it wins)."""
+        merged: dict[str, tuple] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("choices", {}))
+        return merged
+
+    def section(self, name: str) -> DictConfig:
+        """The config section `name`, or an empty one where the problem has none."""
+        return self.conf[name] if name in self.conf else OmegaConf.create({})
 
     # ----- runtime --------------------------------------------------------------------
     @property
@@ -177,7 +267,7 @@ class Problem:
 
     def train_run_id(self) -> str:
         """Identifies what training produces: its config minus keys safe to change on resume."""
-        entry = self.stage_entry(self.training_stage)
+        entry = self.stage_with_role("train")
         return digest(select(self.conf, entry.uses, exclude=entry.ignore + entry.resume_safe))
 
     # ----- shared stage bodies ------------------------------------------------------------
@@ -243,6 +333,7 @@ class Problem:
         from speechrecipe.engine.trainer import Trainer
 
         keep_freed_memory()
+        check_task(task, type(self).__name__)
         params = [p for p in task.parameters() if p.requires_grad]
         optimizer = self.build_optimizer(self.conf.build_optimizer, params)
         scheduler = self.build_scheduler(self.conf.build_scheduler, optimizer) if conf.use_scheduler else None
@@ -263,7 +354,7 @@ class Problem:
 
     def evaluate(self, conf: DictConfig, test_sets: list[str], evaluate_one) -> list[Path]:
         """Every chosen checkpoint × test set; finished pairs are kept across interruptions."""
-        from speechrecipe.data.manifest import file_digest
+        from speechrecipe.fileio import file_digest
         from speechrecipe.engine.allocator import keep_freed_memory
         from speechrecipe.engine.evaluate import choose_checkpoints, evaluate_all
 
@@ -273,12 +364,12 @@ class Problem:
         key = {"evaluate": digest(select(self.conf, ["evaluate"], exclude=("evaluate.test_ckpt_steps",)))}
         inputs = {t: digest([file_digest(p) for p in self.test_set_files(t)]) for t in test_sets}
         written = evaluate_all(checkpoints, test_sets, self.paths.evaluation, key, evaluate_one, inputs)
-        (self.paths.evaluation / "latest.json").write_text(json.dumps([str(p) for p in written], indent=1))
+        atomic_write_json(self.paths.evaluation / "latest.json", [str(p) for p in written])
         return written
 
     def test_set_files(self, test_set: str) -> list[Path]:
         """The prepared files that define a test set (its manifest); a change re-evaluates it."""
-        return [self.paths.manifest(test_set)]
+        return [self.paths.test_manifest(test_set)]
 
     def evaluated(self) -> list[Path]:
         """The result files of the last stage 3."""
@@ -286,5 +377,103 @@ class Problem:
         if not listing.is_file():
             from speechrecipe.errors import ConfigError
 
-            raise ConfigError(f"no evaluation results in {self.paths.evaluation}; run with --start 3")
+            entry = self.stage_with_role("evaluate")
+            raise ConfigError(f"no evaluation results in {self.paths.evaluation}; run with --start {entry.number if entry else 0}")
         return [Path(p) for p in json.loads(listing.read_text())]
+
+    # ----- hooks with no shared default --------------------------------------------------
+    def prepare_corpus(self, out_dir: Path) -> dict:
+        """Parse the corpus into manifests in out_dir; return a summary (counts) for summary.json."""
+        raise NotImplementedError(f"{type(self).__name__} has a prepare stage but no prepare_corpus")
+
+    def test_sets(self) -> list[str]:
+        """Names of the test sets; each has the manifest paths.test_manifest(name)."""
+        return []
+
+    def build_encoder(self, conf: DictConfig, rows: list[dict]) -> Any:
+        """Labels or tokens → indices, fitted on the training rows."""
+        raise NotImplementedError(f"{type(self).__name__}.build_encoder")
+
+    def save_encoder(self, encoder: Any) -> list[Path]:
+        """Write the encoder into target_dir for later stages; return the files written."""
+        raise NotImplementedError(f"{type(self).__name__}.save_encoder")
+
+    def load_encoder(self) -> Any:
+        """The encoder the encoder stage saved (None for a problem without one)."""
+        return None
+
+    def build_dataset(self, conf: DictConfig, split: str, encoder: Any) -> Any:
+        """A dataset of a prepared split: "train", "valid" or a test manifest's name."""
+        raise NotImplementedError(f"{type(self).__name__}.build_dataset")
+
+    def build_batch_sampler(self, conf: DictConfig, dataset: Any) -> Any:
+        """The training batches (an EpochBatchSampler: seeded, resumable)."""
+        raise NotImplementedError(f"{type(self).__name__}.build_batch_sampler")
+
+    def build_task(self, conf: DictConfig, encoder: Any) -> "torch.nn.Module":
+        """The Task (engine/task.py): upstream → featurizer → downstream plus the loss."""
+        raise NotImplementedError(f"{type(self).__name__}.build_task")
+
+    def validate(self, task: Any, encoder: Any) -> dict[str, float]:
+        """Metrics on the validation split during training; train.valid_metric picks the one kept."""
+        raise NotImplementedError(f"{type(self).__name__}.validate")
+
+    def evaluate_test_set(self, task: Any, encoder: Any, test_set: str, out_dir: Path) -> dict[str, float]:
+        """Metrics of the loaded checkpoint on one test set; may write files into out_dir."""
+        raise NotImplementedError(f"{type(self).__name__}.evaluate_test_set")
+
+    def corpus_options(self) -> dict[str, Any]:
+        """The stage-0 options every corpus parser takes, from prepare_data and build_dataset."""
+        c = self.conf.prepare_data
+        return {"root": self.dataset_root, "strict": c.strict, "check_audio": c.check_audio,
+                "num_workers": c.num_workers, "sample_rate": self.conf.build_dataset.sample_rate}
+
+    # ----- shared stage bodies: most stages are one call -------------------------------------
+    def prepare_corpus_cached(self) -> list[Path]:
+        """Stage "prepare": prepare_corpus into the cache unless a complete, current copy is there."""
+        return self.prepare_cached(self.prepare_corpus)
+
+    def fit_encoder(self) -> list[Path]:
+        """Build the encoder from the training manifest and save it; returns the files written."""
+        from speechrecipe.data.manifest import read_jsonl
+
+        encoder = self.build_encoder(self.section("build_encoder"), read_jsonl(self.paths.manifest("train")))
+        return self.save_encoder(encoder)
+
+    def train_model(self) -> None:
+        """Stage "train": seed, build task, data and sampler from the saved encoder, run the trainer."""
+        from speechrecipe.engine.trainer import seed_everything
+
+        seed_everything(self.conf.train.seed)
+        encoder = self.load_encoder()
+        task = self.build_task(self.section("build_task"), encoder)
+        dataset = self.build_dataset(self.conf.build_dataset, "train", encoder)
+        sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
+        self.train(self.conf.train, task, dataset, sampler, lambda: self.validate(task, encoder))
+
+    def evaluate_checkpoints(self) -> list[Path]:
+        """Stage "evaluate": evaluate_test_set for every chosen checkpoint × test set."""
+        encoder = self.load_encoder()
+        task = self.build_task(self.section("build_task"), encoder)
+
+        def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
+            task.load_state_dict(state["model"])
+            return self.evaluate_test_set(task, encoder, test_set, out_dir)
+
+        return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)
+
+    def report_best(self) -> None:
+        """Stage "report": the best checkpoint per test set by `metric` → results.json, README.md, extras."""
+        from speechrecipe.engine.report import pick_best, write_results
+
+        best = pick_best(self.evaluated(), self.metric, higher_better=self.higher_better)
+        table = write_results(best, self.paths.results, self.result_columns(), self.results_title)
+        self.report_extras(best)
+        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
+
+    def result_columns(self) -> list[tuple[str, str, str]]:
+        """(metric key, header, format: pct | float | int) for the results table."""
+        return [(self.metric, self.metric, "float")]
+
+    def report_extras(self, best: dict[str, dict]) -> None:
+        """Files the report adds beside the table (plots, copies), given the best record per test set."""

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechrecipe.config import digest
+from speechrecipe.fileio import atomic_write_text, digest
 
 MISSING = "missing"  # the digest of an input file that is not there (yet)
 
@@ -42,10 +41,7 @@ class StageRecord:
         return Path(path)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=1, default=str))
 
     @classmethod
     def load(cls, path: Path) -> "StageRecord | None":

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from speechrecipe import config as cfglib
-from speechrecipe.data.manifest import file_digest
+from speechrecipe.fileio import atomic_write_json, digest, file_digest
 from speechrecipe.engine import distributed
 from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.lock import TargetLock
@@ -26,7 +26,9 @@ from speechrecipe.errors import ConfigError, RunFailure
 
 log = logging.getLogger(__name__)
 
-TRAIN_RUN_FILE = "run.json"  # in checkpoints/: the config the checkpoints were trained with
+TRAIN_RUN_FILE = "run.json"
+# The layout of a prepared cache folder; a new layout (2: test sets as test_<name>.jsonl) prepares anew.
+CACHE_FORMAT = 2  # in checkpoints/: the config the checkpoints were trained with
 
 
 @dataclass
@@ -39,7 +41,8 @@ class PlannedStage:
 def experiment_paths(problem_cls: type[Problem], cfg: DictConfig, target_dir: Path, cache_dir: Path) -> ExperimentPaths:
     """Paths for this experiment; the cache key hashes the data-preparation config."""
     prep = cfglib.select(cfg, ["prepare_data"], exclude=problem_cls.cache_ignored)
-    return ExperimentPaths(Path(target_dir), Path(cache_dir) / problem_cls.conf_name, cfglib.digest(prep))
+    key = digest({**prep, "cache format": CACHE_FORMAT})
+    return ExperimentPaths(Path(target_dir), Path(cache_dir) / problem_cls.conf_name, key)
 
 
 class Runner:
@@ -77,7 +80,7 @@ class Runner:
             if earlier.number < stage.number:
                 record = StageRecord.load(self.paths.record(earlier.number))
                 ids[str(earlier.number)] = record.id if record else "none"
-        if stage.number == 0:  # preparing the corpus: depends on the corpus files themselves
+        if stage.role == "prepare":  # preparing the corpus: depends on the corpus files themselves
             corpus = self.problem.corpus_digest(self.digest)
             if corpus is not None:
                 ids[CORPUS] = corpus
@@ -129,8 +132,13 @@ class Runner:
                     f"run with --start {item.stage.number}"
                 )
 
+    @property
+    def training_stage(self) -> Stage | None:
+        """The stage that makes checkpoints, if the problem trains."""
+        return self.problem.stage_with_role("train")
+
     def train_deps(self) -> dict:
-        stage = self.problem.stage_entry(self.problem.training_stage)
+        stage = self.training_stage
         return {"deps": self.deps(stage), "upstream": self.upstream(stage), "resume_safe": list(stage.resume_safe)}
 
     def training_conflicts(self) -> list[str]:
@@ -227,7 +235,7 @@ class Runner:
         plan = self.plan(start, stop)
         self.check_earlier_done(plan)
         self.problem.check_config()
-        if any(p.action == "run" and p.stage.number == self.problem.training_stage for p in plan):
+        if any(p.action == "run" and p.stage.role == "train" for p in plan):
             self.guard_checkpoints()
         for line in self.config_diff():
             log.info("%s", line)
@@ -248,11 +256,11 @@ class Runner:
             log.info("stage %d (%s) is stale: %s", stage.number, stage.name, "; ".join(state.reasons))
         log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
         began = time.time()
-        if stage.number == self.problem.training_stage:
+        training = stage.role == "train"
+        if training:
             self.guard_checkpoints()
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
-            (self.paths.checkpoints / TRAIN_RUN_FILE).write_text(json.dumps(self.train_deps(), indent=1, default=str))
-        training = stage.number == self.problem.training_stage
+            atomic_write_json(self.paths.checkpoints / TRAIN_RUN_FILE, self.train_deps())
         if training:
             distributed.broadcast({"train": stage.number})  # the other ranks train with this one
         self._training = training  # a failure now: the other ranks stop with it (torchrun ends them)
@@ -266,7 +274,7 @@ class Runner:
             upstream=self.upstream(stage),
             files={str(Path(f).resolve()): self.digest(Path(f)) for f in files},
             finished_at=time.time(),
-            config_digest=cfglib.digest(deps),
+            config_digest=digest(deps),
             roots=self.roots,
         )
         record.save(self.paths.record(stage.number))
@@ -280,10 +288,11 @@ def describe_plan(runner: Runner, plan: list[PlannedStage]) -> list[str]:
         head = f"stage {item.stage.number} ({item.stage.name}):"
         action = {"run": "run", "skip": "skip"}.get(item.action, "not in range")
         lines.append(f"{head} {action} [{item.state.describe()}]")
-    training = runner.problem.training_stage
-    runs_train = any(p.action == "run" and p.stage.number == training for p in plan)
+    training = runner.training_stage
+    runs_train = any(p.action == "run" and p.stage.role == "train" for p in plan)
     if not runs_train or not list_checkpoints(runner.paths.checkpoints):
         return lines
+    training = training.number
     force = runner.problem.context.force
     outcome = "--force moves them aside and trains again" if force else "a run refuses without --force"
     conflicts = runner.training_conflicts()

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from speechrecipe.fileio import atomic_open
+
 
 def _check_pair(predictions: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Flat tensors of equal, non-zero length."""
@@ -60,7 +62,7 @@ def _check_names(matrix: Tensor, class_names: Sequence[str]) -> None:
 def write_confusion_csv(matrix: Tensor, class_names: Sequence[str], path: Path) -> None:
     """Write the matrix as CSV: a header of predicted classes, then one row per true class."""
     _check_names(matrix, class_names)
-    with Path(path).open("w", newline="") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["true\\predicted", *class_names])
         for name, row in zip(class_names, matrix.tolist()):

@@ -5,8 +5,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
 
@@ -19,9 +20,6 @@ MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "bui
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.max_batch_secs", "build_optimizer", "build_scheduler", "train")
 TOKENIZER = "tokenizer.json"
 LEXICON = "lexicon.txt"  # in evaluation/: the LM decoder's words, spelled in tokens
-CHOICES = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.kind": ("lstm", "conformer"),
-           "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
-           "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
 
 
 class ASR(Problem):
@@ -30,16 +28,50 @@ class ASR(Problem):
     conf_name = "asr"
     description = "speech recognition on LibriSpeech: CTC (BiLSTM/Conformer), greedy and prefix beam search, WER/CER"
 
+    metric, higher_better, results_title = "beam_wer", False, "Speech recognition results (CTC)"
+    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.kind": ("lstm", "conformer"),
+               "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
+               "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
+
     @stage(0, "prepare data", "parse LibriSpeech splits into train/valid/test manifests with transcripts",
-           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
     def prepare_data(self) -> list[Path]:
+        return self.prepare_corpus_cached()
+
+    @stage(1, "build tokenizer", "fit the tokenizer on the training transcripts (blank = 0)", uses=("build_tokenizer",),
+           reads=("train.jsonl",))
+    def build_tokenizer_stage(self) -> list[Path]:
+        return self.fit_encoder()
+
+    @stage(2, "train", "train the CTC model; keep valid_best by validation WER (greedy decoding)", role="train",
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
+           reads=("train.jsonl", "valid.jsonl", TOKENIZER))
+    def train_stage(self) -> None:
+        self.train_model()
+
+    @stage(3, "evaluate", "decode each test set with every checkpoint (greedy, beam search): WER, CER, hypothesis files",
+           role="evaluate", uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
+    def evaluate_stage(self) -> list[Path]:
+        if self.conf.evaluate.lm.path and not self.conf.evaluate.lm.lexicon:
+            from speechrecipe.data.manifest import read_jsonl
+            from speechrecipe.decoding.lm import write_lexicon
+
+            rows = read_jsonl(self.paths.manifest("train"))
+            words = (w for r in rows for w in r["transcript"].split())
+            write_lexicon(self.paths.evaluation / LEXICON, words, self.load_encoder())
+        return self.evaluate_checkpoints()
+
+    @stage(4, "report best", "best checkpoint per test set by beam-search WER: results.json, README.md", role="report")
+    def report_stage(self) -> None:
+        self.report_best()
+
+    # ----- hooks ---------------------------------------------------------------------------
+    def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.librispeech import prepare_librispeech
 
         c = self.conf.prepare_data
-        return self.prepare_cached(lambda out: prepare_librispeech(
-            root=self.dataset_root, out_dir=out, train_sets=list(c.train_sets),
-            valid_sets=list(c.valid_sets), test_sets=list(c.test_sets), strict=c.strict, check_audio=c.check_audio,
-            num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
+        return prepare_librispeech(out_dir=out_dir, train_sets=list(c.train_sets), valid_sets=list(c.valid_sets),
+                                   test_sets=list(c.test_sets), **self.corpus_options())
 
     def protocol_files(self) -> list[Path]:
         """The transcripts of every split used (<split>/<speaker>/<chapter>/*.trans.txt)."""
@@ -47,63 +79,46 @@ class ASR(Problem):
         splits = {str(s) for s in [*c.train_sets, *c.valid_sets, *c.test_sets]}
         return [t for split in sorted(splits) for t in sorted((self.dataset_root / split).glob("*/*/*.trans.txt"))]
 
-    @stage(1, "build tokenizer", "fit the tokenizer on the training transcripts (blank = 0)", uses=("build_tokenizer",),
-           reads=("train.jsonl",))
-    def build_tokenizer_stage(self) -> list[Path]:
-        from speechrecipe.data.manifest import read_jsonl
+    def test_sets(self) -> list[str]:
+        """The test sets stage 0 found (absent ones were skipped)."""
+        import json
 
-        tokenizer = self.build_tokenizer(self.conf.build_tokenizer, [r["transcript"] for r in read_jsonl(self.paths.manifest("train"))])
-        tokenizer.save(self.paths.artifact(TOKENIZER))
-        log.info("%s tokenizer: %d tokens", tokenizer.kind, len(tokenizer))
+        summary = self.paths.cache / "summary.json"
+        if not summary.is_file():
+            raise ConfigError(f"no prepared data in {self.paths.cache}; run with --start 0")
+        return list(json.loads(summary.read_text())["test_sets"])
+
+    def build_encoder(self, conf: DictConfig, rows: list[dict]):
+        """The tokenizer (its section is build_tokenizer)."""
+        return self.build_tokenizer(self.conf.build_tokenizer, [r["transcript"] for r in rows])
+
+    def save_encoder(self, encoder) -> list[Path]:
+        encoder.save(self.paths.artifact(TOKENIZER))
+        log.info("%s tokenizer: %d tokens", encoder.kind, len(encoder))
         return [self.paths.artifact(TOKENIZER)]
 
-    @stage(2, "train", "train the CTC model; keep valid_best by validation WER (greedy decoding)",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
-           reads=("train.jsonl", "valid.jsonl", TOKENIZER))
-    def train_stage(self) -> None:
-        from speechrecipe.engine.trainer import seed_everything
+    def load_encoder(self):
+        from speechrecipe.data.tokenizer import load_tokenizer
 
-        seed_everything(self.conf.train.seed)
-        tokenizer = self.load_tokenizer()
-        task = self.build_task(self.conf.build_task, len(tokenizer))
-        dataset = self.build_dataset(self.conf.build_dataset, "train", tokenizer)
-        sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
-        greedy = self.build_decoders(self.conf.evaluate, tokenizer, names=("greedy",))
-        self.train(self.conf.train, task, dataset, sampler, lambda: self.recognize(task, "valid", greedy)["greedy"])
+        return load_tokenizer(self.paths.artifact(TOKENIZER))
 
-    @stage(3, "evaluate", "decode each test set with every checkpoint (greedy, beam search): WER, CER, hypothesis files",
-           uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
-    def evaluate_stage(self) -> list[Path]:
-        tokenizer = self.load_tokenizer()
-        task = self.build_task(self.conf.build_task, len(tokenizer))
-        if self.conf.evaluate.lm.path and not self.conf.evaluate.lm.lexicon:
-            from speechrecipe.data.manifest import read_jsonl
-            from speechrecipe.decoding.lm import write_lexicon
+    def validate(self, task, encoder) -> dict[str, float]:
+        greedy = self.build_decoders(self.conf.evaluate, encoder, names=("greedy",))
+        return self.recognize(task, "valid", greedy)["greedy"]
 
-            rows = read_jsonl(self.paths.manifest("train"))
-            write_lexicon(self.paths.evaluation / LEXICON, (w for r in rows for w in r["transcript"].split()), tokenizer)
-        decoders = self.build_decoders(self.conf.evaluate, tokenizer)
+    def evaluate_test_set(self, task, encoder, test_set: str, out_dir: Path) -> dict[str, float]:
+        decoders = self.build_decoders(self.conf.evaluate, encoder)
+        scores = self.recognize(task, test_manifest_name(test_set), decoders, out_dir / test_set)
+        return {f"{name}_{key}": value for name, metrics in scores.items() for key, value in metrics.items()}
 
-        def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
-            scores = self.recognize(task, f"test_{test_set}", decoders, out_dir / test_set)
-            return {f"{name}_{key}": value for name, metrics in scores.items() for key, value in metrics.items()}
-
-        return self.evaluate(self.conf.evaluate, self.test_set_names(), evaluate_one)
-
-    @stage(4, "report best", "best checkpoint per test set by beam-search WER: results.json, README.md")
-    def report_stage(self) -> None:
-        from speechrecipe.engine.report import pick_best, write_results
-
-        best = pick_best(self.evaluated(), "beam_wer", higher_better=False)
+    def result_columns(self) -> list[tuple[str, str, str]]:
         columns = [("greedy_wer", "WER greedy (%)", "pct"), ("beam_wer", "WER beam (%)", "pct"),
                    ("beam_cer", "CER beam (%)", "pct"), ("beam_wer_substitutions", "S", "int"),
                    ("beam_wer_deletions", "D", "int"), ("beam_wer_insertions", "I", "int"),
                    ("beam_words", "words", "int")]
         if self.conf.evaluate.lm.path:
             columns.insert(3, ("lm_wer", "WER beam+LM (%)", "pct"))
-        table = write_results(best, self.paths.results, columns, "Speech recognition results (CTC)")
-        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
+        return columns
 
     # ----- builders --------------------------------------------------------------------
     def build_tokenizer(self, conf: DictConfig, texts: list[str]):
@@ -111,14 +126,14 @@ class ASR(Problem):
 
         return build_tokenizer(conf.kind, texts, conf.vocab_size, conf.subword_model)
 
-    def build_dataset(self, conf: DictConfig, split: str, tokenizer=None):
-        """Whole utterances; with a tokenizer (training) also their token ids."""
+    def build_dataset(self, conf: DictConfig, split: str, encoder=None):
+        """Whole utterances; with the tokenizer (training) also their token ids."""
         from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.manifest import read_jsonl
         from speechrecipe.data.preprocessors import TranscribedUtterance
 
         rows = read_jsonl(self.paths.manifest(split))
-        return ManifestDataset(rows, TranscribedUtterance(conf.sample_rate, tokenize=tokenizer.encode if tokenizer else None))
+        return ManifestDataset(rows, TranscribedUtterance(conf.sample_rate, tokenize=encoder.encode if encoder else None))
 
     def build_batch_sampler(self, conf: DictConfig, dataset):
         from speechrecipe.data.sampler import EpochBatchSampler
@@ -133,13 +148,14 @@ class ASR(Problem):
                        bidirectional=conf.bidirectional, dropout=conf.dropout, kind=conf.kind,
                        subsample=conf.subsample, **conf.conformer)
 
-    def build_task(self, conf: DictConfig, vocab_size: int) -> "torch.nn.Module":
+    def build_task(self, conf: DictConfig, encoder) -> "torch.nn.Module":
+        """The CTC model over the tokenizer's vocabulary (the encoder is the tokenizer)."""
         from speechrecipe.nn.specaugment import SpecAugment
         from speechrecipe.tasks.asr import CTCTask
 
         upstream = self.build_upstream(self.conf.build_upstream)
         featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
-        downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, vocab_size)
+        downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, len(encoder))
         masks = {k: v for k, v in conf.specaugment.items() if k != "apply"}
         return CTCTask(upstream, featurizer, downstream, SpecAugment(**masks) if conf.specaugment.apply else None)
 
@@ -158,23 +174,6 @@ class ASR(Problem):
         return {name: decode for name, decode in decoders.items() if name in names}
 
     # ----- helpers -----------------------------------------------------------------------
-    def load_tokenizer(self):
-        from speechrecipe.data.tokenizer import load_tokenizer
-
-        return load_tokenizer(self.paths.artifact(TOKENIZER))
-
-    def test_set_files(self, test_set: str) -> list[Path]:
-        return [self.paths.manifest(f"test_{test_set}")]
-
-    def test_set_names(self) -> list[str]:
-        """The test sets stage 0 found (absent ones were skipped)."""
-        import json
-
-        summary = self.paths.cache / "summary.json"
-        if not summary.is_file():
-            raise ConfigError(f"no prepared data in {self.paths.cache}; run with --start 0")
-        return list(json.loads(summary.read_text())["test_sets"])
-
     def recognize(self, task, split: str, decoders: dict[str, Callable], hyp_prefix: Path | None = None) -> dict[str, dict]:
         """Decode a split with each decoder; {decoder: WER/CER with S/D/I}; `<prefix>.<decoder>.hyp` files."""
         import torch
@@ -196,9 +195,6 @@ class ASR(Problem):
 
     def check_config(self) -> None:
         super().check_config()
-        for key, allowed in CHOICES.items():
-            if OmegaConf.select(self.conf, key) not in allowed:
-                raise ConfigError(f"{key}: {OmegaConf.select(self.conf, key)!r} is not one of {', '.join(allowed)}")
         if self.conf.build_tokenizer.kind == "subword":
             from speechrecipe.data.tokenizer import require_sentencepiece
 

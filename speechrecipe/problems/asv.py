@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
+from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError, DataError
 
@@ -29,66 +30,80 @@ class ASV(Problem):
     conf_name = "asv"
     description = "speaker verification on VoxCeleb1: x-vector/ECAPA embeddings, cosine scoring, EER and minDCF"
 
-    @stage(0, "prepare data", "parse VoxCeleb1 into train/valid manifests and trial lists",
+    metric, higher_better, results_title = "eer", False, "Speaker verification results"
+    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.name": ("xvector", "ecapa"),
+               "build_task.loss": ("softmax", "amsoftmax", "aamsoftmax"), "evaluate.score_norm": ("none", "asnorm"),
+               "prepare_data.check_audio": ("full", "header"), "build_dataset.crop_mode": ("fixed", "max")}
+
+    @stage(0, "prepare data", "parse VoxCeleb1 into train/valid manifests and trial lists", role="prepare",
            uses=("prepare_data",), ignore=("prepare_data.num_workers",))
     def prepare_data(self) -> list[Path]:
+        return self.prepare_corpus_cached()
+
+    @stage(1, "build encoder", "map training speaker ids to class indices", uses=("build_encoder",),
+           reads=("train.jsonl",))
+    def build_encoder_stage(self) -> list[Path]:
+        return self.fit_encoder()
+
+    @stage(2, "train", "train the speaker classifier; keep valid_best by validation EER", role="train",
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
+           reads=("train.jsonl", "valid.jsonl", "trials_valid.tsv", ENCODER))  # not the test sets: adding one keeps training
+    def train_stage(self) -> None:
+        self.train_model()
+
+    # evaluate.test_ckpt_steps is a dependency: asking for other checkpoints must run the stage again
+    # (pairs already evaluated are reused, see engine/evaluate.py)
+    @stage(3, "evaluate", "embed each test utterance once per checkpoint, cosine-score every trial", role="evaluate",
+           uses=("evaluate",))
+    def evaluate_stage(self) -> list[Path]:
+        return self.evaluate_checkpoints()
+
+    @stage(4, "report best", "best checkpoint per test set: results.json, README.md, DET curves", role="report")
+    def report_stage(self) -> None:
+        self.report_best()
+
+    # ----- hooks ---------------------------------------------------------------------------
+    def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.voxceleb1 import prepare_voxceleb1_verification
 
         c = self.conf.prepare_data
-        return self.prepare_cached(lambda out: prepare_voxceleb1_verification(
-            root=self.dataset_root, out_dir=out, test_sets=list(c.test_sets),
-            valid_fraction=c.valid_fraction, valid_count=c.valid_count, iden_split=c.iden_split, seed=c.seed,
-            strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
-            num_valid_trials=c.num_valid_trials, sample_rate=self.conf.build_dataset.sample_rate))
+        return prepare_voxceleb1_verification(
+            out_dir=out_dir, test_sets=list(c.test_sets), valid_fraction=c.valid_fraction, valid_count=c.valid_count,
+            iden_split=c.iden_split, seed=c.seed, num_valid_trials=c.num_valid_trials, **self.corpus_options())
 
     def protocol_files(self) -> list[Path]:
         c = self.conf.prepare_data
         lists = [self.dataset_root / str(t.trial_file) for t in c.test_sets]
         return lists + ([self.dataset_root / str(c.iden_split)] if c.iden_split else [])
 
-    @stage(1, "build encoder", "map training speaker ids to class indices", uses=("build_encoder",),
-           reads=("train.jsonl",))
-    def build_encoder_stage(self) -> None:
-        from speechrecipe.data.manifest import read_jsonl
+    def test_sets(self) -> list[str]:
+        return [str(t.name) for t in self.conf.prepare_data.test_sets]
 
-        encoder = self.build_encoder(self.conf.build_encoder, read_jsonl(self.paths.manifest("train")))
+    def test_set_files(self, test_set: str) -> list[Path]:
+        return [self.paths.test_manifest(test_set), self.paths.cache / f"trials_{test_set}.tsv"]
+
+    def save_encoder(self, encoder) -> list[Path]:
         encoder.save(self.paths.artifact(ENCODER))
         log.info("%d training speakers", len(encoder))
+        return [self.paths.artifact(ENCODER)]
 
-    @stage(2, "train", "train the speaker classifier; keep valid_best by validation EER",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
-           reads=("train.jsonl", "valid.jsonl", "trials_valid.tsv", ENCODER))  # not the test sets: adding one keeps training
-    def train_stage(self) -> None:
-        from speechrecipe.engine.trainer import seed_everything
+    def load_encoder(self):
+        from speechrecipe.data.encoder import LabelEncoder
 
-        seed_everything(self.conf.train.seed)
-        task = self.build_task(self.conf.build_task, self.load_encoder())
-        dataset, sampler = self.build_dataset(self.conf.build_dataset, "train"), None
-        sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
-        self.train(self.conf.train, task, dataset, sampler, lambda: self.verify(task, "valid"))
+        return LabelEncoder.load(self.paths.artifact(ENCODER))
 
-    # evaluate.test_ckpt_steps is a dependency: asking for other checkpoints must run the stage again
-    # (pairs already evaluated are reused, see engine/evaluate.py)
-    @stage(3, "evaluate", "embed each test utterance once per checkpoint, cosine-score every trial",
-           uses=("evaluate",))
-    def evaluate_stage(self) -> list[Path]:
-        task = self.build_task(self.conf.build_task, self.load_encoder())
+    def validate(self, task, encoder) -> dict[str, float]:
+        return self.verify(task, "valid")
 
-        def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
-            return self.verify(task, test_set, out_dir / f"{test_set}.scores")
+    def evaluate_test_set(self, task, encoder, test_set: str, out_dir: Path) -> dict[str, float]:
+        return self.verify(task, test_set, out_dir / f"{test_set}.scores")
 
-        return self.evaluate(self.conf.evaluate, self.test_set_names(), evaluate_one)
+    def result_columns(self) -> list[tuple[str, str, str]]:
+        return [("eer", "EER (%)", "pct"), ("mindcf_0.01", "minDCF (p=0.01)", "float"),
+                ("mindcf_0.05", "minDCF (p=0.05)", "float")]
 
-    @stage(4, "report best", "best checkpoint per test set: results.json, README.md, DET curves")
-    def report_stage(self) -> None:
-        from speechrecipe.engine.report import pick_best, write_results
-
-        best = pick_best(self.evaluated(), "eer", higher_better=False)
-        columns = [("eer", "EER (%)", "pct"), ("mindcf_0.01", "minDCF (p=0.01)", "float"), ("mindcf_0.05", "minDCF (p=0.05)", "float")]
-        table = write_results(best, self.paths.results, columns, "Speaker verification results")
+    def report_extras(self, best: dict[str, dict]) -> None:
         self.plot_det(best)
-        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
 
     # ----- builders --------------------------------------------------------------------
     def build_encoder(self, conf: DictConfig, rows: list[dict]):
@@ -96,7 +111,7 @@ class ASV(Problem):
 
         return LabelEncoder.fit(row["speaker"] for row in rows)
 
-    def build_dataset(self, conf: DictConfig, split: str):
+    def build_dataset(self, conf: DictConfig, split: str, encoder=None):
         """Training crops (with augmentation) for split 'train'; whole utterances otherwise."""
         from speechrecipe.data.augment import build_augmenter
         from speechrecipe.data.dataset import ManifestDataset
@@ -108,7 +123,7 @@ class ASV(Problem):
             return ManifestDataset(rows, WholeUtterance(conf.sample_rate))
         if not (rows := longer_than(rows, conf.min_secs)):
             raise DataError(f"build_dataset.min_secs={conf.min_secs}: no training utterance is longer; lower it")
-        labels = LabelLookup("speaker", "labels", self.load_encoder().index)
+        labels = LabelLookup("speaker", "labels", encoder.index)
         augmenter = build_augmenter(conf.augment, conf.sample_rate)
         return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter, conf.crop_mode))
 
@@ -142,17 +157,6 @@ class ASV(Problem):
         return SpeakerVerificationTask(upstream, featurizer, downstream, loss)
 
     # ----- helpers -----------------------------------------------------------------------
-    def load_encoder(self):
-        from speechrecipe.data.encoder import LabelEncoder
-
-        return LabelEncoder.load(self.paths.artifact(ENCODER))
-
-    def test_set_files(self, test_set: str) -> list[Path]:
-        return [self.paths.manifest(f"test_{test_set}"), self.paths.cache / f"trials_{test_set}.tsv"]
-
-    def test_set_names(self) -> list[str]:
-        return [str(t.name) for t in self.conf.prepare_data.test_sets]
-
     def verify(self, task, split: str, scores_path: Path | None = None) -> dict[str, float]:
         """Embed the split's utterances, score its trials, return EER and minDCF."""
         import torch
@@ -165,7 +169,7 @@ class ASV(Problem):
 
         device = torch.device(self.device)
         task.to(device).eval()
-        name = "valid" if split == "valid" else f"test_{split}"
+        name = "valid" if split == "valid" else test_manifest_name(split)
         loader = self.eval_loader(self.build_dataset(self.conf.build_dataset, name), self.conf.build_batch_sampler.eval_batch_secs)
         trials = Trials.from_list(read_trials(self.paths.cache / f"trials_{split}.tsv"))
         table = embedding_table(collect(task.test_step, loader, device, f"embed {split}"), trials.ids)
@@ -216,7 +220,7 @@ class ASV(Problem):
 
     def check_config(self) -> None:
         super().check_config()
-        names = self.test_set_names()
+        names = self.test_sets()
         for key in ("noise_dir", "rir_dir"):
             folder = self.conf.build_dataset.augment[key]
             if folder is not None and not Path(folder).is_dir():
@@ -234,12 +238,3 @@ class ASV(Problem):
         if self.conf.build_batch_sampler.bucket_batches < 1:
             raise ConfigError(f"build_batch_sampler.bucket_batches: {self.conf.build_batch_sampler.bucket_batches} "
                               "must be at least 1 (batches per length-sorted pool)")
-        for key, allowed in (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.name", ("xvector", "ecapa")),
-                             ("build_dataset.crop_mode", ("fixed", "max")),
-                             ("build_task.loss", ("softmax", "amsoftmax", "aamsoftmax")),
-                             ("evaluate.score_norm", ("none", "asnorm")), ("prepare_data.check_audio", ("full", "header"))):
-            value = self.conf
-            for part in key.split("."):
-                value = value[part]
-            if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")

@@ -10,10 +10,11 @@ import logging
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
+from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError, DataError
 
@@ -27,82 +28,81 @@ log = logging.getLogger(__name__)
 MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
                                    "build_optimizer", "build_scheduler", "train")
-CHOICES = (("build_upstream.name", ("fbank", "mfcc")), ("build_downstream.pooling", ("mean", "stats", "attentive")),
-           ("prepare_data.check_audio", ("full", "header")))
 
 
 class UtteranceClassification(Problem):
     """Classify whole utterances: pooled upstream features, one linear head per label field."""
 
-    results_title: ClassVar[str] = "Utterance classification results"
+    metric, higher_better, results_title = "accuracy", True, "Utterance classification results"
+    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.pooling": ("mean", "stats", "attentive"),
+               "prepare_data.check_audio": ("full", "header")}
 
     def test_sets(self) -> list[str]:
-        """Names of the test manifests stage 0 writes (besides train and valid)."""
+        """Names of the test sets stage 0 writes (besides train and valid)."""
         return ["test"]
 
     @stage(1, "build encoder", "map each label field's values to class indices", uses=("build_encoder",))
     def build_encoder_stage(self) -> list[Path]:
-        from speechrecipe.data.manifest import read_jsonl
+        return self.fit_encoder()
 
-        rows = read_jsonl(self.paths.manifest("train"))
-        self.check_fields(rows, "build_encoder.fields", self.conf.build_encoder.fields)
-        encoders = self.build_encoder(self.conf.build_encoder, rows)
-        for split in ("valid", *self.test_sets()):
+    @stage(2, "train", "train the classifier; keep valid_best by validation accuracy", role="train",
+           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
+           reads=("train.jsonl", "valid.jsonl", "classes_*.json"))
+    def train_stage(self) -> None:
+        self.train_model()
+
+    @stage(3, "evaluate", "accuracy of each chosen checkpoint on each test set; predictions, confusion matrices",
+           role="evaluate", uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
+    def evaluate_stage(self) -> list[Path]:
+        return self.evaluate_checkpoints()
+
+    @stage(4, "report best", "best checkpoint per test set by accuracy: results.json, README.md, confusion matrices",
+           role="report")
+    def report_stage(self) -> None:
+        self.report_best()
+
+    # ----- hooks ---------------------------------------------------------------------------
+    def save_encoder(self, encoder: dict[str, "LabelEncoder"]) -> list[Path]:
+        encoders = encoder  # one LabelEncoder per label field
+        for split in ("valid", *map(test_manifest_name, self.test_sets())):
             self.check_known(encoders, split)
         for field, encoder in encoders.items():
             encoder.save(self.paths.artifact(f"classes_{field}.json"))
             log.info("%s: %d classes", field, len(encoder))
         return [self.paths.artifact(f"classes_{field}.json") for field in encoders]
 
-    @stage(2, "train", "train the classifier; keep valid_best by validation accuracy",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
-           reads=("train.jsonl", "valid.jsonl", "classes_*.json"))
-    def train_stage(self) -> None:
-        from speechrecipe.engine.trainer import seed_everything
+    def load_encoder(self) -> dict[str, "LabelEncoder"]:
+        from speechrecipe.data.encoder import LabelEncoder
 
-        seed_everything(self.conf.train.seed)
-        encoders = self.load_encoders()
-        task = self.build_task(encoders)
-        dataset = self.build_dataset(self.conf.build_dataset, "train", encoders)
-        sampler = self.build_batch_sampler(self.conf.build_batch_sampler, dataset)
-        self.train(self.conf.train, task, dataset, sampler, lambda: self.classify(task, "valid", encoders))
+        fields = [str(f) for f in self.conf.build_encoder.fields]
+        return {f: LabelEncoder.load(self.paths.artifact(f"classes_{f}.json")) for f in fields}
 
-    @stage(3, "evaluate", "accuracy of each chosen checkpoint on each test set; predictions, confusion matrices",
-           uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
-    def evaluate_stage(self) -> list[Path]:
-        encoders = self.load_encoders()
-        task = self.build_task(encoders)
+    def validate(self, task, encoder) -> dict[str, float]:
+        return self.classify(task, "valid", encoder)
 
-        def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
-            return self.classify(task, test_set, encoders, out_dir)
+    def evaluate_test_set(self, task, encoder, test_set: str, out_dir: Path) -> dict[str, float]:
+        return self.classify(task, test_manifest_name(test_set), encoder, out_dir, name=test_set)
 
-        return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)
-
-    @stage(4, "report best", "best checkpoint per test set by accuracy: results.json, README.md, confusion matrices")
-    def report_stage(self) -> None:
-        from speechrecipe.engine.report import pick_best, write_results
-
-        best = pick_best(self.evaluated(), "accuracy", higher_better=True)
-        table = write_results(best, self.paths.results, self.result_columns(), self.results_title)
+    def report_extras(self, best: dict[str, dict]) -> None:
         for test_set, record in best.items():  # the best checkpoint's confusion matrices sit beside the table
             for path in sorted((self.paths.evaluation / record["checkpoint"]).glob(f"{test_set}.confusion_*")):
                 shutil.copyfile(path, self.paths.results / path.name)
-        log.info("results (%s):\n%s", self.paths.results / "README.md", table)
 
     # ----- builders --------------------------------------------------------------------
     def build_encoder(self, conf: DictConfig, rows: list[dict]) -> dict[str, "LabelEncoder"]:
         from speechrecipe.data.encoder import LabelEncoder
 
+        self.check_fields(rows, "build_encoder.fields", conf.fields)
         return {str(field): LabelEncoder.fit(row[field] for row in rows) for field in conf.fields}
 
-    def build_dataset(self, conf: DictConfig, split: str, encoders: dict[str, "LabelEncoder"]):
-        """Clips of `split` with their labels; training clips longer than max_secs are cropped at random."""
+    def build_dataset(self, conf: DictConfig, split: str, encoder: dict[str, "LabelEncoder"]):
+        """Clips of `split` with their labels (one encoder per field); training clips longer than max_secs
+        are cropped at random."""
         from speechrecipe.data.clips import Clip, FieldLabels
         from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.manifest import read_jsonl
 
-        labels = FieldLabels(tuple(encoders), tuple(e.index for e in encoders.values()))
+        labels = FieldLabels(tuple(encoder), tuple(e.index for e in encoder.values()))
         max_secs = conf.max_secs if split == "train" else None
         rows = read_jsonl(self.paths.manifest(split))
         packed = None
@@ -130,22 +130,16 @@ class UtteranceClassification(Problem):
 
         return UtteranceClassifier(input_dim, num_classes, pooling=conf.pooling, hidden_dim=conf.hidden_dim)
 
-    def build_task(self, encoders: dict[str, "LabelEncoder"]) -> "torch.nn.Module":
+    def build_task(self, conf: DictConfig, encoder: dict[str, "LabelEncoder"]) -> "torch.nn.Module":
         from speechrecipe.tasks.classification import UtteranceClassificationTask
 
         upstream = self.build_upstream(self.conf.build_upstream)
         featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
-        sizes = [len(e) for e in encoders.values()]
+        sizes = [len(e) for e in encoder.values()]
         downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, sizes)
-        return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoders))
+        return UtteranceClassificationTask(upstream, featurizer, downstream, list(encoder))
 
     # ----- helpers -----------------------------------------------------------------------
-    def load_encoders(self) -> dict[str, "LabelEncoder"]:
-        from speechrecipe.data.encoder import LabelEncoder
-
-        fields = [str(f) for f in self.conf.build_encoder.fields]
-        return {f: LabelEncoder.load(self.paths.artifact(f"classes_{f}.json")) for f in fields}
-
     def check_fields(self, rows: list[dict], key: str, fields) -> None:
         missing = [str(f) for f in fields if rows and f not in rows[0]]
         if missing:
@@ -166,7 +160,7 @@ class UtteranceClassification(Problem):
                                 f"utterance has ({shown}); every evaluated class needs training examples")
 
     def classify(self, task, split: str, encoders: dict[str, "LabelEncoder"],
-                 out_dir: Path | None = None) -> dict[str, float]:
+                 out_dir: Path | None = None, name: str | None = None) -> dict[str, float]:
         """Accuracy (and top-k) of `task` on a manifest; with out_dir, also predictions and confusion matrices."""
         import torch
 
@@ -183,7 +177,7 @@ class UtteranceClassification(Problem):
                           device, f"classify {split}")
         ids, logits, labels = gather(outputs)
         if out_dir is not None:
-            write_predictions(out_dir / split, ids, logits, labels, encoders, self.conf.evaluate.confusion_matrix)
+            write_predictions(out_dir / (name or split), ids, logits, labels, encoders, self.conf.evaluate.confusion_matrix)
         return classification_metrics(logits, labels, list(encoders), [int(k) for k in self.conf.evaluate.top_k])
 
     def result_columns(self) -> list[tuple[str, str, str]]:
@@ -200,11 +194,5 @@ class UtteranceClassification(Problem):
         fields = list(self.conf.build_encoder.fields)
         if not fields or len(set(fields)) != len(fields):
             raise ConfigError(f"build_encoder.fields: {fields} must name one or more distinct manifest fields")
-        for key, allowed in CHOICES:
-            value = self.conf
-            for part in key.split("."):
-                value = value[part]
-            if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
         if any(not isinstance(k, int) or k < 1 for k in self.conf.evaluate.top_k):
             raise ConfigError(f"evaluate.top_k: {list(self.conf.evaluate.top_k)} must be whole numbers >= 1")

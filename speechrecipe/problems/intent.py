@@ -15,14 +15,14 @@ class IntentClassification(UtteranceClassification):
     results_title = "Intent classification results"
 
     @stage(0, "prepare data", "parse Fluent Speech Commands' data/{train,valid,test}_data.csv into manifests",
-           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
     def prepare_data(self) -> list[Path]:
+        return self.prepare_corpus_cached()
+
+    def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.fluent_speech_commands import prepare_fluent_speech_commands
 
-        c = self.conf.prepare_data
-        return self.prepare_cached(lambda out: prepare_fluent_speech_commands(
-            root=self.dataset_root, out_dir=out, strict=c.strict,
-            check_audio=c.check_audio, num_workers=c.num_workers, sample_rate=self.conf.build_dataset.sample_rate))
+        return prepare_fluent_speech_commands(out_dir=out_dir, **self.corpus_options())
 
     def protocol_files(self) -> list[Path]:
         return [self.dataset_root / "data" / f"{split}_data.csv" for split in ("train", "valid", "test")]

@@ -16,16 +16,17 @@ class KeywordSpotting(UtteranceClassification):
     results_title = "Keyword spotting results"
 
     @stage(0, "prepare data", "parse Speech Commands into manifests: words, _unknown_, _silence_ crops of the noise",
-           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
     def prepare_data(self) -> list[Path]:
+        return self.prepare_corpus_cached()
+
+    def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.speech_commands import prepare_speech_commands
 
         c = self.conf.prepare_data
-        return self.prepare_cached(lambda out: prepare_speech_commands(
-            root=self.dataset_root, out_dir=out, words=list(c.words), unknown=c.unknown,
-            silence_fraction=c.silence_fraction, silence_secs=c.silence_secs, released_test_dir=c.released_test_dir,
-            seed=c.seed, strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
-            sample_rate=self.conf.build_dataset.sample_rate))
+        return prepare_speech_commands(
+            out_dir=out_dir, words=list(c.words), unknown=c.unknown, silence_fraction=c.silence_fraction,
+            silence_secs=c.silence_secs, released_test_dir=c.released_test_dir, seed=c.seed, **self.corpus_options())
 
     def check_config(self) -> None:
         super().check_config()

@@ -15,15 +15,15 @@ class SpeakerIdentification(UtteranceClassification):
     results_title = "Speaker identification results"
 
     @stage(0, "prepare data", "parse VoxCeleb1's iden_split.txt into train (1), valid (2) and test (3) manifests",
-           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
+           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
     def prepare_data(self) -> list[Path]:
+        return self.prepare_corpus_cached()
+
+    def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.voxceleb1 import prepare_voxceleb1_identification
 
-        c = self.conf.prepare_data
-        return self.prepare_cached(lambda out: prepare_voxceleb1_identification(
-            root=self.dataset_root, out_dir=out, iden_split=c.iden_split,
-            strict=c.strict, check_audio=c.check_audio, num_workers=c.num_workers,
-            sample_rate=self.conf.build_dataset.sample_rate))
+        return prepare_voxceleb1_identification(out_dir=out_dir, iden_split=self.conf.prepare_data.iden_split,
+                                                **self.corpus_options())
 
     def protocol_files(self) -> list[Path]:
         return [self.dataset_root / str(self.conf.prepare_data.iden_split)]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.fileio import atomic_open
 from speechrecipe.metrics.wer import error_rate
 
 

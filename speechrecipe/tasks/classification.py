@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechrecipe.data.encoder import LabelEncoder
-from speechrecipe.data.manifest import atomic_open
+from speechrecipe.fileio import atomic_open
 from speechrecipe.metrics.accuracy import accuracy, confusion_matrix, plot_confusion, top_k_accuracy, write_confusion_csv
 
 

@@ -68,11 +68,11 @@ def as_norm(scores: torch.Tensor, table: torch.Tensor, enroll: torch.Tensor, tes
 
 def write_scores(path: Path, trials: Trials, scores: torch.Tensor) -> None:
     """`enroll test score label` lines, one per trial."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as handle:
+    from speechrecipe.fileio import atomic_open
+
+    with atomic_open(path) as handle:
         for e, t, s, label in zip(trials.enroll.tolist(), trials.test.tolist(), scores.tolist(), trials.labels.tolist()):
             handle.write(f"{trials.ids[e]} {trials.ids[t]} {s:.6f} {label}\n")
-    tmp.replace(path)
 
 
 def read_scores(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

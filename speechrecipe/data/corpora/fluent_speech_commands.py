@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 
 from speechrecipe.data.corpora.common import corpus_root, find_listed, probe_rows, require_found
-from speechrecipe.data.manifest import write_jsonl
+from speechrecipe.data.manifest import split_manifest, write_jsonl
 from speechrecipe.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -32,7 +32,7 @@ def prepare_fluent_speech_commands(
     num_workers: int = 2,
     sample_rate: int = 16000,
 ) -> dict:
-    """Write train.jsonl, valid.jsonl and test.jsonl from data/<split>_data.csv, plus bad_audio.tsv."""
+    """Write train.jsonl, valid.jsonl and test_test.jsonl from data/<split>_data.csv, plus bad_audio.tsv."""
     root, out_dir = corpus_root(root), Path(out_dir)
     splits = {split: read_fsc_csv(root / "data" / f"{split}_data.csv") for split in SPLITS}
     items: dict[str, list[tuple[str, Path, dict]]] = {}
@@ -58,7 +58,7 @@ def prepare_fluent_speech_commands(
     summary: dict = {"bad_files": len(everything) - len(rows)}
     for split in SPLITS:
         split_rows = [rows[utt] for utt, _, _ in items[split] if utt in rows]
-        write_jsonl(out_dir / f"{split}.jsonl", split_rows)
+        write_jsonl(split_manifest(out_dir, split), split_rows)
         summary[f"{split}_utterances"] = len(split_rows)
         summary[f"{split}_speakers"] = len({r["speaker"] for r in split_rows})
     return summary

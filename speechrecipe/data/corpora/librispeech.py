@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechrecipe.data.corpora.common import corpus_root, probe_rows
-from speechrecipe.data.manifest import atomic_open, write_jsonl
+from speechrecipe.data.manifest import test_manifest_name, write_jsonl
+from speechrecipe.fileio import atomic_open
 from speechrecipe.data.scan import find_audio
 from speechrecipe.errors import DataError
 
@@ -92,7 +93,7 @@ def prepare_librispeech(
     return {
         "train": write("train", train_sets),
         "valid": write("valid", valid_sets),
-        "test_sets": {t: write(f"test_{t}", [t]) for t in present_tests},
+        "test_sets": {t: write(test_manifest_name(t), [t]) for t in present_tests},
         "unpaired": sum(len(s.unpaired()) for s in splits.values()),
         "bad_files": sum(len(s.paired) for s in splits.values()) - len(rows),
     }

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from speechrecipe.data.corpora.common import corpus_root, probe_rows, require_found
-from speechrecipe.data.manifest import write_jsonl
+from speechrecipe.data.manifest import split_manifest, write_jsonl
 from speechrecipe.data.scan import find_audio
 from speechrecipe.errors import ConfigError, DataError
 
@@ -50,7 +50,7 @@ def prepare_speech_commands(
     num_workers: int = 2,
     sample_rate: int = 16000,
 ) -> dict:
-    """Write train.jsonl, valid.jsonl, test.jsonl (and released.jsonl) plus bad_audio.tsv; return counts.
+    """Write train.jsonl, valid.jsonl, test_test.jsonl (and test_released.jsonl) plus bad_audio.tsv; return counts.
 
     Rows carry "word" (the folder) and "label" (the word, `_unknown_` or `_silence_`). `words` keep
     their own class; other words become `_unknown_` (or are left out when `unknown` is false).
@@ -77,11 +77,11 @@ def prepare_speech_commands(
         split_rows = [rows[utt] for utt, _, _ in items if utt in rows and split_of.get(utt, "train") == split]
         count = round(silence_fraction * len(split_rows))
         split_rows += _silence_rows(noise_rows, count, split, silence_secs, seed)
-        write_jsonl(out_dir / f"{split}.jsonl", split_rows)
+        write_jsonl(split_manifest(out_dir, split), split_rows)
         summary[split] = dict(sorted(Counter(r["label"] for r in split_rows).items()))
     if released_test_dir:
         released_rows = [rows[utt] for utt, _, _ in released if utt in rows]
-        write_jsonl(out_dir / "released.jsonl", released_rows)
+        write_jsonl(split_manifest(out_dir, "released"), released_rows)
         summary["released"] = dict(sorted(Counter(r["label"] for r in released_rows).items()))
     return summary
 

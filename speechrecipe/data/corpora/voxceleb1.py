@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from speechrecipe.data.corpora.common import corpus_root, probe_rows, require_found
-from speechrecipe.data.manifest import write_jsonl, write_trials
+from speechrecipe.data.manifest import split_manifest, write_jsonl, write_trials
 from speechrecipe.data.scan import find_audio
 from speechrecipe.errors import ConfigError, DataError
 
@@ -97,7 +97,7 @@ def prepare_voxceleb1_identification(
     num_workers: int = 2,
     sample_rate: int = 16000,
 ) -> dict:
-    """Write train.jsonl, valid.jsonl and test.jsonl from the 1/2/3 marks of `iden_split`
+    """Write train.jsonl, valid.jsonl and test_test.jsonl from the 1/2/3 marks of `iden_split`
     (relative to root, or absolute), plus bad_audio.tsv. Unusable audio is left out (strict: error).
     """
     root, out_dir = _corpus_root(root), Path(out_dir)
@@ -109,7 +109,7 @@ def prepare_voxceleb1_identification(
     summary = {"bad_files": len(ids) - len(rows)}
     for mark, split in ((1, "train"), (2, "valid"), (3, "test")):
         split_rows = [rows[u] for u in ids if splits[u] == mark and u in rows]
-        write_jsonl(out_dir / f"{split}.jsonl", split_rows)
+        write_jsonl(split_manifest(out_dir, split), split_rows)
         summary[f"{split}_utterances"] = len(split_rows)
         summary[f"{split}_speakers"] = len({r["speaker"] for r in split_rows})
     return summary
@@ -182,7 +182,7 @@ def _write_test_set(name: str, trials: list[Trial], rows: dict[str, dict], out_d
                     name, len(trials) - len(usable), len(trials), out_dir / "bad_audio.tsv")
     # trials reuse utterances: the manifest lists each once, so each is embedded once
     used = sorted({u for t in usable for u in t[1:]})
-    write_jsonl(out_dir / f"test_{name}.jsonl", (rows[u] for u in used))
+    write_jsonl(split_manifest(out_dir, name), (rows[u] for u in used))
     write_trials(out_dir / f"trials_{name}.tsv", usable)
     return {"trials": len(usable), "utterances": len(used), "dropped_trials": len(trials) - len(usable)}
 
