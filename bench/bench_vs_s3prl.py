@@ -101,12 +101,14 @@ class S3prl:
     def __init__(self, work: Path, corpus: Path, script: Path, venv: Path):
         self.work, self.script, self.venv = work, script, venv
         self.setup_dir = work / "setup"
-        env = {**self.env(), "SETUP": "0" if (venv / "bin" / "python").exists() else "1"}
-        result = subprocess.run(["bash", str(script), str(corpus), str(self.setup_dir), "2"], env=env,
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        self.eer = (self.setup_dir / "exp" / "evaluate" / "test_trial" / "best_result.yaml").read_text().strip()
+        best = self.setup_dir / "exp" / "evaluate" / "test_trial" / "best_result.yaml"
+        if not best.is_file():  # a --work folder keeps the set-up run for the next bench
+            env = {**self.env(), "SETUP": "0" if (venv / "bin" / "python").exists() else "1"}
+            result = subprocess.run(["bash", str(script), str(corpus), str(self.setup_dir), "2"], env=env,
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        self.eer = best.read_text().strip()
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "VENV": str(self.venv), "S3PRL_SHIM_FAST": "1", "NUM_WORKERS": "2"}
@@ -202,13 +204,26 @@ def main() -> None:
     parser.add_argument("--s3prl-script", type=Path, default=S3PRL_SCRIPT)
     parser.add_argument("--s3prl-venv", type=Path, default=S3PRL_VENV)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep corpora, caches and s3prl's set-up runs here (reused by the next run); default: a temp dir")
+    parser.add_argument("--setup-only", action="store_true", help="prepare --work (corpora, set-up runs) and stop")
     args = parser.parse_args()
     results, began = [], time.time()
     with tempfile.TemporaryDirectory(prefix="bench_vs_s3prl_") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
         for name in args.corpora.split(","):
-            corpus = MINI if name == "mini" else make_short_corpus(work / "short") if name == "short" else Path(name)
+            corpus = {"mini": MINI, "short": work / "short"}.get(name, Path(name))
+            if name == "short" and not (corpus / "veri_test2.txt").is_file():
+                make_short_corpus(corpus)
+            if args.setup_only:
+                S3prl(work / name / "s3prl", corpus, args.s3prl_script, args.s3prl_venv)
+                continue
             results.append(side_by_side(name, corpus, work / name, args))
+            print(table(results), file=sys.stderr, flush=True)  # so far, in case the run is cut short
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+    if args.setup_only:
+        return
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}, {os.cpu_count()} cores, "
           f"{(time.time() - began) / 60:.1f} min, load average during the runs "
           f"{min(l for r in results for l in r['load']):.1f}-{max(l for r in results for l in r['load']):.1f}\n")
@@ -216,8 +231,6 @@ def main() -> None:
     print("\n(padding: share of the padded audio that is padding; speechrecipe's exact, s3prl's expected)")
     for r in results:
         print(f"{r['corpus']}: s3prl's test EER after its 2-update set-up run: {r['s3prl_eer']}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
