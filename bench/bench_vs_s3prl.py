@@ -70,8 +70,8 @@ def make_short_corpus(root: Path, seed: int = 0) -> Path:
 class Ours:
     """speechrecipe's training stage with the recipe, in fresh target dirs sharing one cache."""
 
-    def __init__(self, work: Path, corpus: Path):
-        self.work, self.corpus = work, corpus
+    def __init__(self, work: Path, corpus: Path, accumulate: int):
+        self.work, self.corpus, self.accumulate = work, corpus, accumulate
         self.env = {**os.environ, "SPEECHRECIPE_CACHE_DIR": str(work / "cache")}
 
     def command(self, target: Path, steps: int, *stages: str) -> list[str]:
@@ -79,7 +79,7 @@ class Ours:
                 "-c", str(RECIPE), f"prepare_data.dataset_root={self.corpus}", "prepare_data.num_valid_trials=200",
                 "prepare_data.num_workers=2", "--num-workers", "2", f"train.total_steps={steps}",
                 f"train.save_step={max(steps // 2, 1)}", f"train.log_step={max(steps // 4, 1)}",
-                "train.eval_step=1000000"]
+                "train.eval_step=1000000", f"train.gradient_accumulate={self.accumulate}"]
 
     def train_seconds(self, steps: int) -> float:
         target = self.work / f"ours-{steps}-{time.monotonic_ns()}"
@@ -98,8 +98,8 @@ class S3prl:
 
     SETUP_FILES = ("train.csv", "test_trial.csv", "spk2int.pkl")  # what s3prl's stages 0-1 leave in target_dir
 
-    def __init__(self, work: Path, corpus: Path, script: Path, venv: Path):
-        self.work, self.script, self.venv = work, script, venv
+    def __init__(self, work: Path, corpus: Path, script: Path, venv: Path, accumulate: int = 5):
+        self.work, self.script, self.venv, self.accumulate = work, script, venv, accumulate
         self.setup_dir = work / "setup"
         best = self.setup_dir / "exp" / "evaluate" / "test_trial" / "best_result.yaml"
         if not best.is_file():  # a --work folder keeps the set-up run for the next bench
@@ -124,7 +124,7 @@ class S3prl:
                    "--prepare_data.dataset_root", str(self.setup_dir / "s3prl_view"), "--build_upstream.name", "fbank",
                    "--device", "cpu", "--num_workers", "2", "--train.total_steps", str(steps),
                    "--train.save_step", str(max(steps // 2, 1)), "--train.log_step", str(max(steps // 4, 1)),
-                   "--start", "2", "--stop", "2"]
+                   "--train.gradient_accumulate", str(self.accumulate), "--start", "2", "--stop", "2"]
         began = time.perf_counter()
         result = subprocess.run(command, env=self.env(), capture_output=True, text=True)
         if result.returncode != 0:
@@ -149,22 +149,25 @@ def padded_seconds_per_update(target: Path, updates: int) -> dict[str, float]:
     # as problems/asv.py builds it
     ours = EpochBatchSampler(lengths, seed=conf.train.seed, batch_size=batching.batch_size, drop_last=True,
                              bucket=batching.bucket, bucket_batches=batching.bucket_batches)
-    batches = list(itertools.islice(ours.iterate(), updates * conf.train.gradient_accumulate))
-    per_update = conf.train.gradient_accumulate / len(batches)
-    random_batches = [b for epoch in range(200) for b in EpochBatchSampler(lengths, 0, S3PRL_BATCH).epoch_batches(epoch)]
+    accumulate = conf.train.gradient_accumulate
+    batches = list(itertools.islice(ours.iterate(), updates * accumulate))
+    per_update = accumulate / len(batches)
+    unbucketed = EpochBatchSampler(lengths, 0, S3PRL_BATCH)
+    random_batches = [b for epoch in range(200) for b in unbucketed.epoch_batches(epoch)]
     return {
         "ours_audio": per_update * sum(lengths[i] for b in batches for i, _ in b),
         "ours_padded": per_update * sum(max(lengths[i] for i, _ in b) * len(b) for b in batches),
-        "s3prl_padded": conf.train.gradient_accumulate * statistics.fmean(
+        "s3prl_padded": accumulate * statistics.fmean(
             max(lengths[i] for i, _ in b) * S3PRL_BATCH for b in random_batches if len(b) == S3PRL_BATCH),
-        "s3prl_audio": conf.train.gradient_accumulate * S3PRL_BATCH * statistics.fmean(lengths),
-        "fixed_padded": conf.train.gradient_accumulate * batching.batch_size * data.crop_secs,
+        "s3prl_audio": accumulate * S3PRL_BATCH * statistics.fmean(lengths),
+        "fixed_padded": accumulate * batching.batch_size * data.crop_secs,
     }
 
 
 def side_by_side(name: str, corpus: Path, work: Path, args) -> dict:
-    ours, s3prl = Ours(work / "ours", corpus), S3prl(work / "s3prl", corpus, args.s3prl_script, args.s3prl_venv)
-    times: dict[str, dict[int, list[float]]] = {"ours": {args.low: [], args.high: []}, "s3prl": {args.low: [], args.high: []}}
+    ours = Ours(work / "ours", corpus, args.accumulate)
+    s3prl = S3prl(work / "s3prl", corpus, args.s3prl_script, args.s3prl_venv, args.accumulate)
+    times: dict[str, dict[int, list[float]]] = {system: {args.low: [], args.high: []} for system in ("ours", "s3prl")}
     loads = [os.getloadavg()[0]]
     for round_ in range(args.rounds):
         for steps in (args.low, args.high):
@@ -179,7 +182,8 @@ def side_by_side(name: str, corpus: Path, work: Path, args) -> dict:
         rates[system] = {"updates_per_s": statistics.median(per_round), "per_round": per_round,
                          "seconds": {str(k): v for k, v in by_steps.items()}}
     padding = padded_seconds_per_update(ours.last_target, args.high)
-    return {"corpus": name, "rates": rates, "padding": padding, "load": loads, "s3prl_eer": s3prl.eer}
+    return {"corpus": name, "accumulate": args.accumulate, "rates": rates, "padding": padding, "load": loads,
+            "s3prl_eer": s3prl.eer}
 
 
 def table(results: list[dict]) -> str:
@@ -190,8 +194,8 @@ def table(results: list[dict]) -> str:
         for system, rate, audio, padded in (("speechrecipe", ours, p["ours_audio"], p["ours_padded"]),
                                             ("s3prl 0.4.18", theirs, p["s3prl_audio"], p["s3prl_padded"])):
             fraction = 1 - audio / padded
-            lines.append(f"| {r['corpus']} | {system} | {rate:.4f} | {1 / rate:.2f} | {padded:.1f} ({100 * fraction:.1f} %) | "
-                         f"{rate * padded:.1f} | {rate / theirs:.2f}x |")
+            lines.append(f"| {r['corpus']} | {system} | {rate:.4f} | {1 / rate:.2f} | {padded:.1f} "
+                         f"({100 * fraction:.1f} %) | {rate * padded:.1f} | {rate / theirs:.2f}x |")
     return "\n".join(lines)
 
 
@@ -199,13 +203,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--low", type=int, default=4, help="updates of the short runs")
     parser.add_argument("--high", type=int, default=14, help="updates of the long runs")
+    parser.add_argument("--accumulate", type=int, default=5,
+                        help="batches of 10 per update for both (5: s3prl's and the recipe's; fewer shortens a loaded run)")
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per corpus (median of rounds)")
     parser.add_argument("--corpora", default="mini,short", help="mini (bundled), short (generated 4-6.3 s), or a path")
     parser.add_argument("--s3prl-script", type=Path, default=S3PRL_SCRIPT)
     parser.add_argument("--s3prl-venv", type=Path, default=S3PRL_VENV)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--work", type=Path, default=None,
-                        help="keep corpora, caches and s3prl's set-up runs here (reused by the next run); default: a temp dir")
+                        help="keep corpora, caches and s3prl's set-up runs here for the next run (default: a temp dir)")
     parser.add_argument("--setup-only", action="store_true", help="prepare --work (corpora, set-up runs) and stop")
     args = parser.parse_args()
     results, began = [], time.time()
@@ -228,7 +234,8 @@ def main() -> None:
           f"{(time.time() - began) / 60:.1f} min, load average during the runs "
           f"{min(l for r in results for l in r['load']):.1f}-{max(l for r in results for l in r['load']):.1f}\n")
     print(table(results))
-    print("\n(padding: share of the padded audio that is padding; speechrecipe's exact, s3prl's expected)")
+    print(f"\n(an update: {args.accumulate} batches of 10; steady state over updates {args.low} to {args.high}; "
+          "padding: share of the padded audio that is padding, speechrecipe's exact, s3prl's expected)")
     for r in results:
         print(f"{r['corpus']}: s3prl's test EER after its 2-update set-up run: {r['s3prl_eer']}")
 
