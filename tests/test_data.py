@@ -19,6 +19,7 @@ from speechrecipe.data.corpora.voxceleb1 import (
 )
 from speechrecipe.fileio import file_digest
 from speechrecipe.data.manifest import (
+    split_manifest,
     read_jsonl,
     read_trials,
     write_jsonl,
@@ -403,7 +404,7 @@ def test_verification_strict_refuses_bad_audio(vox, tmp_path):
 
 def test_identification_follows_iden_split(vox, tmp_path):
     summary = prepare_voxceleb1_identification(vox, tmp_path / "out", "iden_split.txt", num_workers=1)
-    split = {name: read_jsonl(tmp_path / "out" / f"{name}.jsonl") for name in ("train", "valid", "test")}
+    split = {name: read_jsonl(split_manifest(tmp_path / "out", name)) for name in ("train", "valid", "test")}
     assert [len(rows) for rows in split.values()] == [48, 16, 16]
     assert {r["speaker"] for r in split["test"]} == set(SPEAKERS)
     assert all(r["id"].endswith("00005") for r in split["test"])

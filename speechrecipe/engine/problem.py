@@ -58,6 +58,8 @@ class Stage:
     # files it reads (names or glob patterns in the cache, else target_dir); when given, its record
     # depends on their contents instead of on every earlier stage's record
     reads: tuple[str, ...] = ()
+    # under torchrun, every rank runs it (rank 0 alone runs the others; the training stage always runs on all)
+    all_ranks: bool = False
 
 
 # Stage roles the engine knows. "prepare": parses the corpus into the cache (its inputs include the
@@ -75,6 +77,7 @@ def stage(
     ignore: tuple[str, ...] = (),
     resume_safe: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
+    all_ranks: bool = False,
 ) -> Callable:
     """Declare a method as stage `number` with a `role` (ROLES); `uses` are the config sections it depends
     on, `reads` the files of earlier stages it reads (without `reads`, it depends on every earlier stage's
@@ -84,7 +87,7 @@ def stage(
 
     def mark(method: Callable) -> Callable:
         method._stage = Stage(number, name, description, tuple(uses), tuple(ignore), tuple(resume_safe),
-                              method.__name__, role, tuple(reads))
+                              method.__name__, role, tuple(reads), all_ranks)
         return method
 
     return mark
@@ -139,6 +142,9 @@ class Problem:
     default_config: ClassVar[str] = ""
     # prepare_data keys that do not change the prepared manifests (so not in the cache key).
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
+    # ranges of numeric keys this problem adds to speechrecipe/ranges.py's table ({"train.foo": "[1, inf)"})
+    value_ranges: ClassVar[dict[str, str]] = {}
+    cache_lease = None  # the runner's hold on the cache folder (engine/cache.py) while a run is on
     # {dotted key: allowed values}, checked before any stage; merged along the class hierarchy.
     choices: ClassVar[dict[str, tuple]] = {}
     # The report stage's headline metric (a key of evaluate_test_set's result) and its direction.
@@ -193,9 +199,10 @@ class Problem:
 
     # ----- builders every problem shares -------------------------------------------
     def build_upstream(self, conf: DictConfig) -> "torch.nn.Module":
+        from speechrecipe.nn.catalog import upstream_options
         from speechrecipe.nn.upstream import build_upstream
 
-        return build_upstream(conf.name, **conf.get(conf.name, {}))
+        return build_upstream(conf.name, **upstream_options(conf))
 
     def build_featurizer(self, conf: DictConfig, upstream: "torch.nn.Module") -> "torch.nn.Module":
         from speechrecipe.nn.featurizer import Featurizer
@@ -214,13 +221,18 @@ class Problem:
 
     def check_config(self) -> None:
         """Checks needing imports (torch class names and kwargs), run before any stage."""
-        from speechrecipe.engine.torch_config import check_torch_class
+        from speechrecipe.engine.torch_config import check_torch_class, is_shipped
 
         for section, module in (("build_optimizer", "torch.optim"), ("build_scheduler", "torch.optim.lr_scheduler")):
-            if section in self.conf:
+            if section in self.conf and not is_shipped(section, self.conf[section], self.config_path()):
                 check_torch_class(section, self.conf[section], module)
         from speechrecipe.errors import ConfigError
 
+        from speechrecipe.engine import pretrained
+        from speechrecipe.nn.catalog import check_upstream
+
+        pretrained.check(self.conf.get("pretrained"))
+        check_upstream(self.conf)
         train = self.conf.get("train", {})
         if "num_workers" in train and self.num_workers < 0:
             raise ConfigError(f"train.num_workers (or --num-workers): {self.num_workers} must be 0 or more")
@@ -230,6 +242,11 @@ class Problem:
             value = OmegaConf.select(self.conf, key)
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+        if "build_upstream" in self.conf and "build_dataset" in self.conf:
+            from speechrecipe.data.frames import check_precomputed
+
+            check_precomputed(self.conf)
 
     @classmethod
     def all_choices(cls) -> dict[str, tuple]:
@@ -278,17 +295,20 @@ class Problem:
         files stay; summary.json, written last and atomically, marks the folder complete.
         """
         from speechrecipe.data import corpus_state
+        from speechrecipe.engine.cache import exclusive_use, mark_complete
         from speechrecipe.engine.checkpoint import write_text_atomic
 
         cache = self.paths.cache
         if self._cache_reusable():
             log.info("prepared data found in cache %s; reusing it", cache)
         else:
-            shutil.rmtree(cache, ignore_errors=True)
-            cache.mkdir(parents=True)
-            summary = prepare(cache)
-            corpus_state.record(cache, self.protocol_files(), self.dataset_root)
-            write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
+            with exclusive_use(self.cache_lease, "it is incomplete, or the corpus or config changed"):
+                shutil.rmtree(cache, ignore_errors=True)
+                cache.mkdir(parents=True)
+                summary = prepare(cache)
+                corpus_state.record(cache, self.protocol_files(), self.dataset_root)
+                mark_complete(cache)
+                write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
             log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
         return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
 
@@ -296,8 +316,14 @@ class Problem:
         """A complete cache folder made from the corpus as it is now."""
         from speechrecipe.data import corpus_state
 
+        from speechrecipe.engine.cache import incomplete
+
         cache = self.paths.cache
         if not (cache / "summary.json").is_file():
+            return False
+        missing = incomplete(cache)
+        if missing:
+            log.info("cache folder %s is incomplete (%s); preparing it again", cache, "; ".join(missing))
             return False
         state = corpus_state.recorded(cache)
         if state is None:  # prepared before corpus.json existed: watch the corpus from now on
@@ -334,6 +360,7 @@ class Problem:
 
         keep_freed_memory()
         check_task(task, type(self).__name__)
+        self.apply_pretrained(task)
         params = [p for p in task.parameters() if p.requires_grad]
         optimizer = self.build_optimizer(self.conf.build_optimizer, params)
         scheduler = self.build_scheduler(self.conf.build_scheduler, optimizer) if conf.use_scheduler else None
@@ -342,6 +369,20 @@ class Problem:
         state = trainer.run()
         plot_training(self.paths.train_log, self.paths.target_dir / "training_curve.png", str(conf.valid_metric))
         return state
+
+    def apply_pretrained(self, task) -> None:
+        """Load the `pretrained:` sources into the task (collected in target_dir/pretrained/), once per task."""
+        from speechrecipe.engine import pretrained
+
+        if getattr(task, "_pretrained_applied", False):
+            return
+        pretrained.apply(self.conf.get("pretrained"), task, self.paths.target_dir / "pretrained", self.conf)
+        task._pretrained_applied = True
+
+    def restore_model(self, task, state: dict) -> None:
+        """Evaluation: a checkpoint's weights into the task, after the pretrained ones it may refer to."""
+        self.apply_pretrained(task)
+        task.load_state_dict(state["model"])
 
     def eval_loader(self, dataset, batch_secs: float):
         """Length-sorted evaluation batches of a ManifestDataset under a padded-audio budget."""
@@ -457,7 +498,7 @@ class Problem:
         task = self.build_task(self.section("build_task"), encoder)
 
         def evaluate_one(state: dict, test_set: str, out_dir: Path) -> dict[str, float]:
-            task.load_state_dict(state["model"])
+            self.restore_model(task, state)
             return self.evaluate_test_set(task, encoder, test_set, out_dir)
 
         return self.evaluate(self.conf.evaluate, self.test_sets(), evaluate_one)

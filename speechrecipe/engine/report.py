@@ -20,8 +20,11 @@ def pick_best(result_files: list[Path], metric: str, higher_better: bool) -> dic
     return best
 
 
-def write_results(best: dict[str, dict[str, Any]], results_dir: Path, columns: list[tuple[str, str, str]], title: str) -> str:
-    """results.json for programs, README.md for people; returns the Markdown table.
+def write_results(best: dict[str, dict[str, Any]], results_dir: Path, columns: list[tuple[str, str, str]], title: str,
+                  checkpoints: Path | None = None) -> str:
+    """results.json for programs, README.md for people; returns the Markdown table. A featurizer's learned
+    layer weights in the best checkpoints (in `checkpoints`, default target_dir/checkpoints) go to
+    layer_weights.json and .png beside them.
 
     columns: (metric key, header, format) e.g. ("eer", "EER (%)", "pct").
     """
@@ -36,7 +39,11 @@ def write_results(best: dict[str, dict[str, Any]], results_dir: Path, columns: l
         cells = [_fmt(row.get(key), kind) for key, _, kind in columns]
         lines.append(f"| {name} | {row['checkpoint']} (step {row['step']}) | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    write_text_atomic(results_dir / "README.md", f"# {title}\n\n{table}\n")
+    from speechrecipe.engine.layer_weights import PNG_NAME, write_layer_weights
+
+    weights = write_layer_weights(best, checkpoints or results_dir.parent / "checkpoints", results_dir)
+    figure = f"\n![featurizer layer weights]({PNG_NAME})\n" if weights else ""
+    write_text_atomic(results_dir / "README.md", f"# {title}\n\n{table}\n{figure}")
     return table
 
 

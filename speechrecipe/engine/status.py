@@ -34,6 +34,9 @@ def describe_status(target_dir: Path) -> str:
     if results.is_file():
         lines.append("results:")
         for name, row in json.loads(results.read_text()).items():
+            if not isinstance(row, dict):  # a problem without test sets (dump-feature): a flat summary
+                lines.append(f"  {name}: {row:.4g}" if isinstance(row, float) else f"  {name}: {row}")
+                continue
             metrics = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
             lines.append(f"  {name}: {row['checkpoint']} {metrics}")
     return "\n".join(lines)

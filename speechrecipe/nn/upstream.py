@@ -18,6 +18,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import SSL, UPSTREAM_NAMES
 from speechrecipe.nn.pooling import length_mask
 
 LOG_FLOOR = 1e-6  # mel power floor before the log; waveforms are floats in [-1, 1]
@@ -29,7 +30,7 @@ class Upstream(Protocol):
 
     num_layers: int
     output_dim: int
-    hop_samples: int  # waveform samples per output frame
+    hop_samples: int  # waveform samples per output frame (frames every hop_samples / sample_rate s)
     sample_rate: int
 
     def forward(self, wavs: Tensor, wav_lens: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -80,6 +81,10 @@ class _SpectralUpstream(nn.Module):
             n_mels=n_mels, f_min=f_min_hz, f_max=f_max_hz, center=False, power=2.0,
             window_fn=torch.hamming_window, mel_scale="htk",
         )
+
+    @property
+    def frame_shift_ms(self) -> float:
+        return 1000.0 * self.hop_samples / self.sample_rate
 
     def num_frames(self, wav_lens: Tensor) -> Tensor:
         """Valid output frames for waveforms of `wav_lens` samples."""
@@ -188,13 +193,38 @@ class MFCC(_SpectralUpstream):
         return torch.matmul(log_mels.transpose(-1, -2), self.mfcc.dct_mat).transpose(-1, -2)
 
 
-UPSTREAMS: dict[str, type[nn.Module]] = {"fbank": Fbank, "mfcc": MFCC}
+class Precomputed(nn.Module):
+    """Features dumped by dump-feature (path: its target_dir). The batch carries their frames where
+    waveforms would be (data/frames.py), so this only hands each dumped layer on, as float32."""
+
+    def __init__(self, path: str | None = None):
+        super().__init__()
+        from speechrecipe.data.frames import KEY
+        from speechrecipe.data.feature_shards import dump_folder, read_meta
+
+        if not path:
+            raise ConfigError(f"{KEY}: give the target_dir of a dump-feature run")
+        meta = read_meta(dump_folder(path), KEY)
+        self.num_layers, self.output_dim = int(meta["num_layers"]), int(meta["output_dim"])
+        self.sample_rate, self.hop_samples = int(meta["sample_rate"]), int(meta["hop_samples"])
+
+    def forward(self, frames: Tensor, frame_lens: Tensor) -> tuple[list[Tensor], Tensor]:
+        """frames [B, F, layers, D] (any float dtype), frame_lens [B] -> (layers x [B, F, D] float32, frame_lens)."""
+        frames = frames.float()
+        return [frames[:, :, layer] for layer in range(self.num_layers)], frame_lens
+
+
+UPSTREAMS: dict[str, type[nn.Module]] = {"fbank": Fbank, "mfcc": MFCC, "precomputed": Precomputed}
 
 
 def build_upstream(name: str, **kwargs) -> nn.Module:
-    """An upstream by name ("fbank", "mfcc") with its constructor keyword arguments."""
+    """An upstream by name ("fbank", "mfcc", "wav2vec2", "hubert", "wavlm", "precomputed") with its constructor keyword arguments."""
+    if name in SSL:
+        from speechrecipe.nn.ssl_upstream import SSLUpstream
+
+        return SSLUpstream(name, **kwargs)
     if name not in UPSTREAMS:
-        raise ConfigError(f"upstream {name!r}: unknown; choose one of {', '.join(UPSTREAMS)}")
+        raise ConfigError(f"upstream {name!r}: unknown; choose one of {', '.join(UPSTREAM_NAMES)}")
     klass = UPSTREAMS[name]
     allowed = [p for p in inspect.signature(klass.__init__).parameters if p != "self"]
     for key in kwargs:

@@ -10,13 +10,14 @@ from omegaconf import DictConfig
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
+from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.max_batch_secs", "build_optimizer", "build_scheduler", "train")
 TOKENIZER = "tokenizer.json"
 LEXICON = "lexicon.txt"  # in evaluation/: the LM decoder's words, spelled in tokens
@@ -29,7 +30,7 @@ class ASR(Problem):
     description = "speech recognition on LibriSpeech: CTC (BiLSTM/Conformer), greedy and prefix beam search, WER/CER"
 
     metric, higher_better, results_title = "beam_wer", False, "Speech recognition results (CTC)"
-    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.kind": ("lstm", "conformer"),
+    choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
                "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
                "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
 
@@ -156,6 +157,10 @@ class ASR(Problem):
         upstream = self.build_upstream(self.conf.build_upstream)
         featurizer = self.build_featurizer(self.conf.build_featurizer, upstream)
         downstream = self.build_downstream(self.conf.build_downstream, featurizer.output_dim, len(encoder))
+        frame_ms = 1000 * upstream.hop_samples / upstream.sample_rate * self.conf.build_downstream.subsample
+        (log.warning if frame_ms > 60 else log.info)(
+            "CTC emits one frame every %g ms (upstream hop x build_downstream.subsample=%d)%s", frame_ms,
+            self.conf.build_downstream.subsample, "; too few frames for fast speech: lower the subsample" if frame_ms > 60 else "")
         masks = {k: v for k, v in conf.specaugment.items() if k != "apply"}
         return CTCTask(upstream, featurizer, downstream, SpecAugment(**masks) if conf.specaugment.apply else None)
 

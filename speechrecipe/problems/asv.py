@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
+from speechrecipe.config import closest
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.nn.catalog import PRECOMPUTED, UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream", "build_task")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.bucket",
                                    "build_batch_sampler.bucket_batches", "build_optimizer", "build_scheduler", "train")
 ENCODER = "speakers.json"
@@ -31,7 +33,7 @@ class ASV(Problem):
     description = "speaker verification on VoxCeleb1: x-vector/ECAPA embeddings, cosine scoring, EER and minDCF"
 
     metric, higher_better, results_title = "eer", False, "Speaker verification results"
-    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.name": ("xvector", "ecapa"),
+    choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("xvector", "ecapa"),
                "build_task.loss": ("softmax", "amsoftmax", "aamsoftmax"), "evaluate.score_norm": ("none", "asnorm"),
                "prepare_data.check_audio": ("full", "header"), "build_dataset.crop_mode": ("fixed", "max")}
 
@@ -115,15 +117,20 @@ class ASV(Problem):
         """Training crops (with augmentation) for split 'train'; whole utterances otherwise."""
         from speechrecipe.data.augment import build_augmenter
         from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
         from speechrecipe.data.manifest import longer_than, read_jsonl
-        from speechrecipe.data.preprocessors import LabelLookup, RandomCrop, WholeUtterance
+        from speechrecipe.data.preprocessors import LabelLookup, RandomCrop
 
         rows = read_jsonl(self.paths.manifest(split))
         if split != "train":
-            return ManifestDataset(rows, WholeUtterance(conf.sample_rate))
+            return self.whole_utterances(rows)
         if not (rows := longer_than(rows, conf.min_secs)):
             raise DataError(f"build_dataset.min_secs={conf.min_secs}: no training utterance is longer; lower it")
         labels = LabelLookup("speaker", "labels", encoder.index)
+        shards = precomputed(self.conf.build_upstream, rows)
+        if shards is not None:  # dumped features instead of audio, cropped in frames
+            return ManifestDataset(rows, FrameClip(shards, ("labels",), labels, conf.crop_secs,
+                                                    repeat_short=conf.crop_mode == "fixed"))
         augmenter = build_augmenter(conf.augment, conf.sample_rate)
         return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter, conf.crop_mode))
 
@@ -157,6 +164,15 @@ class ASV(Problem):
         return SpeakerVerificationTask(upstream, featurizer, downstream, loss)
 
     # ----- helpers -----------------------------------------------------------------------
+    def whole_utterances(self, rows: list[dict]):
+        """Evaluation samples: whole utterances (their dumped frames with the precomputed upstream)."""
+        from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
+        from speechrecipe.data.preprocessors import WholeUtterance
+
+        shards = precomputed(self.conf.build_upstream, rows)
+        return ManifestDataset(rows, FrameClip(shards) if shards else WholeUtterance(self.conf.build_dataset.sample_rate))
+
     def verify(self, task, split: str, scores_path: Path | None = None) -> dict[str, float]:
         """Embed the split's utterances, score its trials, return EER and minDCF."""
         import torch
@@ -187,19 +203,15 @@ class ASV(Problem):
         import torch
         import torch.nn.functional as F
 
-        from speechrecipe.engine.evaluate import collect
-
-        from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.data.preprocessors import WholeUtterance
+        from speechrecipe.engine.evaluate import collect
 
         per_speaker: dict[str, list[dict]] = {}
         for row in read_jsonl(self.paths.manifest("train")):
             per_speaker.setdefault(row["speaker"], []).append(row)
         keep = int(self.conf.evaluate.asnorm_cohort_per_speaker)
         rows = [r for spk in sorted(per_speaker) for r in sorted(per_speaker[spk], key=lambda r: r["id"])[:keep]]
-        dataset = ManifestDataset(rows, WholeUtterance(self.conf.build_dataset.sample_rate))
-        loader = self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs)
+        loader = self.eval_loader(self.whole_utterances(rows), self.conf.build_batch_sampler.eval_batch_secs)
         speaker = {r["id"]: r["speaker"] for r in rows}
         sums: dict[str, torch.Tensor] = {}
         for out in collect(task.test_step, loader, device, "embed cohort"):
@@ -220,21 +232,34 @@ class ASV(Problem):
 
     def check_config(self) -> None:
         super().check_config()
-        names = self.test_sets()
         for key in ("noise_dir", "rir_dir"):
             folder = self.conf.build_dataset.augment[key]
             if folder is not None and not Path(folder).is_dir():
                 raise ConfigError(f"build_dataset.augment.{key}: {folder} is not a folder; give a folder of .wav/.flac files or null")
-        for item in self.conf.prepare_data.test_sets:
-            if not isinstance(item, DictConfig) or not {"name", "trial_file"} <= set(item.keys()) <= TEST_SET_KEYS:
-                raise ConfigError("prepare_data.test_sets: each entry needs `name` and `trial_file` "
-                                  "(and may set `exclude_speakers: true|false`)")
+        for i, item in enumerate(self.conf.prepare_data.test_sets):
+            _check_test_set_keys(i, item)
             if not isinstance(item.get("exclude_speakers", True), bool):
                 raise ConfigError(f"prepare_data.test_sets: {item.name}.exclude_speakers must be true or false")
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(item.name)) or item.name == "valid":
                 raise ConfigError(f"prepare_data.test_sets: name {item.name!r} must be letters, digits, _ . - (not 'valid')")
+        names = self.test_sets()
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
         if self.conf.build_batch_sampler.bucket_batches < 1:
             raise ConfigError(f"build_batch_sampler.bucket_batches: {self.conf.build_batch_sampler.bucket_batches} "
                               "must be at least 1 (batches per length-sorted pool)")
+
+
+def _check_test_set_keys(index: int, item) -> None:
+    """A test-set entry has `name` and `trial_file` (and may set `exclude_speakers`): one line naming a wrong key."""
+    where = f"prepare_data.test_sets[{index}]"
+    if not isinstance(item, DictConfig):
+        raise ConfigError(f"{where}: {item!r} is not a mapping; give {{name: ..., trial_file: ...}}")
+    for key in item.keys():
+        if key not in TEST_SET_KEYS:
+            close = closest(str(key), TEST_SET_KEYS)
+            hint = f"did you mean {close}?" if close else f"a test set takes {', '.join(sorted(TEST_SET_KEYS))}"
+            raise ConfigError(f"{where}.{key}: unknown key; {hint}")
+    for key in ("name", "trial_file"):
+        if key not in item:
+            raise ConfigError(f"{where}.{key}: missing; each test set needs name and trial_file")

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.nn.catalog import PRECOMPUTED, UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("build_upstream", "build_featurizer", "build_downstream")
+MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream")
 TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
                                    "build_optimizer", "build_scheduler", "train")
 
@@ -34,7 +35,7 @@ class UtteranceClassification(Problem):
     """Classify whole utterances: pooled upstream features, one linear head per label field."""
 
     metric, higher_better, results_title = "accuracy", True, "Utterance classification results"
-    choices = {"build_upstream.name": ("fbank", "mfcc"), "build_downstream.pooling": ("mean", "stats", "attentive"),
+    choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.pooling": ("mean", "stats", "attentive"),
                "prepare_data.check_audio": ("full", "header")}
 
     def test_sets(self) -> list[str]:
@@ -100,11 +101,15 @@ class UtteranceClassification(Problem):
         are cropped at random."""
         from speechrecipe.data.clips import Clip, FieldLabels
         from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import FrameClip, precomputed
         from speechrecipe.data.manifest import read_jsonl
 
         labels = FieldLabels(tuple(encoder), tuple(e.index for e in encoder.values()))
         max_secs = conf.max_secs if split == "train" else None
         rows = read_jsonl(self.paths.manifest(split))
+        shards = precomputed(self.conf.build_upstream, rows)
+        if shards is not None:  # dumped features instead of audio, cropped in frames
+            return ManifestDataset(rows, FrameClip(shards, ("labels",), labels, max_secs))
         packed = None
         if conf.pack_audio and rows:
             from speechrecipe.data.packed import open_or_build

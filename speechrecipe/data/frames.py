@@ -1,0 +1,115 @@
+"""Samples of dumped features (the `precomputed` upstream): a row's frames, looked up by utterance id.
+
+The batch carries the frames where waveforms would be ("wavs" [B, frames, layers, dim] in the dump's
+dtype, "wav_lens" in frames): the upstream's input, which for `precomputed` is features. Training
+crops are taken in frames (`crop_secs` × frames per second), so normalisation done by the upstream
+(cmn) covers the whole utterance, not the crop; see docs/architecture.md.
+"""
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from speechrecipe.data.feature_shards import FeatureShards, dump_folder
+from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.nn.catalog import PRECOMPUTED
+
+KEY = "build_upstream.precomputed.path"
+
+
+@dataclass
+class FrameClip:
+    """A row's dumped frames and labels; with `crop_secs`, a random crop in frames (training).
+
+    `repeat_short`: shorter utterances are repeated to fill the crop (asv's RandomCrop); otherwise
+    they are used whole (the classifiers' Clip with max_secs)."""
+
+    shards: FeatureShards
+    label_keys: tuple[str, ...] = ()
+    labels: Callable[[dict], dict] | None = None
+    crop_secs: float | None = None
+    repeat_short: bool = False
+
+    @property
+    def sample_rate(self) -> float:
+        """Inputs per second of audio: here frames (batch budgets and audio seconds count in them)."""
+        return self.shards.frame_rate
+
+    def find_length(self, row: dict) -> int:
+        return self.shards.frames(row["id"])
+
+    def preprocessing(self, row: dict, rng: random.Random) -> dict:
+        return {"id": row["id"], "frames": self._frames(row, rng), **(self.labels(row) if self.labels else {})}
+
+    def _frames(self, row: dict, rng: random.Random) -> np.ndarray:
+        total = self.shards.frames(row["id"])
+        if self.crop_secs is None:
+            return self.shards.get(row["id"])
+        want = int(self.crop_secs * self.shards.frame_rate)
+        if total > want:
+            return self.shards.get(row["id"], rng.randrange(total - want + 1), want)
+        frames = self.shards.get(row["id"])
+        if self.repeat_short and total < want:
+            frames = np.concatenate([frames] * -(-want // max(total, 1)))[:want]
+        return frames
+
+    def collate_fn(self, samples: list[dict]) -> dict:
+        lens = [len(s["frames"]) for s in samples]
+        first = samples[0]["frames"]
+        padded = np.zeros((len(samples), max(lens), *first.shape[1:]), dtype=first.dtype)
+        for i, sample in enumerate(samples):
+            padded[i, : lens[i]] = sample["frames"]
+        batch = {"ids": [s["id"] for s in samples], "wavs": torch.from_numpy(padded),
+                 "wav_lens": torch.tensor(lens, dtype=torch.long), "audio_seconds": sum(lens) / self.sample_rate}
+        for key in self.label_keys:
+            batch[key] = torch.tensor([s[key] for s in samples], dtype=torch.long)
+        return batch
+
+    def make_batch(self, rows: list[dict], seeds: list[int]) -> dict:
+        return self.collate_fn([self.preprocessing(row, random.Random(seed)) for row, seed in zip(rows, seeds)])
+
+
+def precomputed(upstream_conf: DictConfig, rows: list[dict] | None = None) -> FeatureShards | None:
+    """The dump `build_upstream.precomputed.path` names when that upstream is chosen (else None);
+    with `rows`, every row's id must be in it."""
+    if upstream_conf.name != PRECOMPUTED:
+        return None
+    path = upstream_conf.get(PRECOMPUTED, {}).get("path")
+    if not path:
+        raise ConfigError(f"{KEY}: give the target_dir of a dump-feature run (build_upstream.name is precomputed)")
+    folder = dump_folder(Path(str(path)))
+    index = folder / "index.jsonl"
+    shards = _open(str(folder), index.stat().st_mtime_ns if index.is_file() else 0)
+    missing = shards.missing([row["id"] for row in rows or []])
+    if missing:
+        raise DataError(f"{KEY}: {len(missing)} of {len(rows)} utterances are not in the dump {folder} "
+                        f"(first: {missing[0]}); dump the same corpus with the same prepare_data options")
+    return shards
+
+
+@functools.lru_cache(maxsize=4)
+def _open(folder: str, index_mtime: int) -> FeatureShards:
+    """Opened once per version of the index: validation builds its dataset again at every eval_step."""
+    return FeatureShards.open(folder, KEY)
+
+
+def check_precomputed(conf: DictConfig) -> None:
+    """Before any stage: a finished dump at the dataset's sample rate, and no waveform augmentation."""
+    shards = precomputed(conf.build_upstream)
+    if shards is None:
+        return
+    rate = conf.build_dataset.sample_rate
+    if shards.meta["sample_rate"] != rate:
+        raise ConfigError(f"{KEY}: the dump is at {shards.meta['sample_rate']} Hz, build_dataset.sample_rate is {rate}; "
+                          "make them equal")
+    augment = conf.build_dataset.get("augment")
+    if augment and (augment.speed_perturb or augment.noise_dir or augment.rir_dir):
+        raise ConfigError("build_dataset.augment: waveform augmentation needs waveforms; with precomputed features "
+                          "turn it off (speed_perturb=false, noise_dir=null, rir_dir=null) or compute features on the fly")

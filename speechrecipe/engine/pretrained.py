@@ -1,0 +1,341 @@
+"""Pretrained transfer (after SpeechBrain's Pretrainer): the `pretrained:` section, collected and loaded.
+
+Each entry maps a loadable name to a source:
+
+    pretrained:
+      upstream: /models/wav2vec2_base.pt          # short form: the source only
+      downstream:
+        source: exp/asv_previous                  # a file; a folder holding downstream.ckpt; a speechrecipe
+        checkpoint: valid_best                    #   target_dir (valid_best, last or step-N); a Hugging Face folder
+        strict: false                             # false: load what fits and report missing/unexpected keys
+        prefix: {"classifier.": "head."}          # rename source keys by prefix before loading
+        hook: mylab.loading:load_downstream       # load with hook(module, path) instead
+        condition: true                           # false (or a module:function(conf) returning false) skips it
+        format: auto                              # auto | speechrecipe | state_dict | huggingface | fairseq
+
+A name is `model` (the whole task), `upstream`, `featurizer`, `downstream`, or any module path in the
+task (`downstream.head`). Sources are first collected into target_dir/pretrained/ as symlinks named by
+the key (copies where links are impossible), then loaded from there. Nothing here imports torch at
+module level; `transformers` and `fairseq` are imported only for their formats.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from speechrecipe.errors import ConfigError, RunFailure
+from speechrecipe.fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+ENTRY_KEYS = ("source", "checkpoint", "strict", "prefix", "hook", "condition", "format")
+FORMATS = ("auto", "speechrecipe", "state_dict", "huggingface", "fairseq")
+SHOWN = 5  # keys shown per kind in a report line
+
+
+@dataclass
+class Entry:
+    """One `pretrained:` entry."""
+
+    name: str
+    source: Path
+    checkpoint: str = "valid_best"
+    strict: bool = True
+    prefix: dict[str, str] = field(default_factory=dict)
+    hook: str | None = None
+    condition: Any = True
+    format: str = "auto"
+
+
+def parse(section: DictConfig | dict | None) -> list[Entry]:
+    """The section's entries, checked (types, formats, hook syntax); ConfigError names the key."""
+    data = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section or {})
+    entries = []
+    for name, value in data.items():
+        key = f"pretrained.{name}"
+        if isinstance(value, str):
+            value = {"source": value}
+        if not isinstance(value, dict) or "source" not in value:
+            raise ConfigError(f"{key}: give a source path, or a mapping with `source` (and {', '.join(ENTRY_KEYS[1:])})")
+        for option in value:
+            if option not in ENTRY_KEYS:
+                raise ConfigError(f"{key}.{option}: unknown key; an entry takes {', '.join(ENTRY_KEYS)}")
+        entry = Entry(name=str(name), source=Path(str(value["source"])).expanduser(),
+                      checkpoint=str(value.get("checkpoint", "valid_best")), strict=value.get("strict", True),
+                      prefix=value.get("prefix") or {}, hook=value.get("hook"), condition=value.get("condition", True),
+                      format=str(value.get("format", "auto")))
+        _check(entry, key)
+        entries.append(entry)
+    return entries
+
+
+def _check(entry: Entry, key: str) -> None:
+    if not isinstance(entry.strict, bool):
+        raise ConfigError(f"{key}.strict: {entry.strict!r} must be true or false")
+    if entry.format not in FORMATS:
+        raise ConfigError(f"{key}.format: {entry.format!r} is not one of {', '.join(FORMATS)}")
+    if not isinstance(entry.prefix, dict) or not all(isinstance(v, str) for v in entry.prefix.values()):
+        raise ConfigError(f"{key}.prefix: a mapping of source key prefix to model key prefix, e.g. {{classifier.: head.}}")
+    for option in ("hook", "condition"):
+        value = getattr(entry, option)
+        if isinstance(value, str) and value.count(":") != 1:
+            raise ConfigError(f"{key}.{option}: {value!r} must be module:function")
+    if not isinstance(entry.condition, (bool, str)):
+        raise ConfigError(f"{key}.condition: {entry.condition!r} must be true, false or module:function")
+
+
+def check(section: DictConfig | None) -> None:
+    """Before any stage: the entries parse and their sources exist (unless skipped by a false condition)."""
+    for entry in parse(section):
+        if entry.condition is not False and not entry.source.exists():
+            raise ConfigError(f"pretrained.{entry.name}.source: {entry.source} does not exist")
+
+
+# ----- collect ---------------------------------------------------------------------------------
+def resolve_source(entry: Entry) -> Path:
+    """The file (or Hugging Face folder) an entry points at."""
+    source = entry.source
+    if source.is_file():
+        return source
+    if not source.is_dir():
+        raise RunFailure(f"pretrained.{entry.name}: {source} does not exist")
+    from speechrecipe.engine import checkpoint as ckpt
+
+    if (source / "checkpoints").is_dir():  # another speechrecipe target_dir
+        found = ckpt.resolve(source / "checkpoints", entry.checkpoint)
+        if found is None:
+            have = ", ".join(ckpt.list_checkpoints(source / "checkpoints")) or "none"
+            raise RunFailure(f"pretrained.{entry.name}: {source} has no checkpoint {entry.checkpoint!r} "
+                             f"(it has: {have}); set pretrained.{entry.name}.checkpoint")
+        return found
+    if (source / f"{entry.name}.ckpt").is_file():
+        return source / f"{entry.name}.ckpt"
+    if (source / "config.json").is_file():  # a Hugging Face model folder
+        return source
+    raise RunFailure(f"pretrained.{entry.name}: {source} holds neither {entry.name}.ckpt, a checkpoints/ folder "
+                     "(speechrecipe target_dir) nor config.json (Hugging Face model)")
+
+
+def collect(entries: list[Entry], into: Path) -> dict[str, Path]:
+    """Link each entry's source into `into` as <name>.ckpt (<name>/ for a folder); copy where links fail.
+    A link already pointing at the source is kept; another is replaced atomically (torchrun ranks may race)."""
+    into.mkdir(parents=True, exist_ok=True)
+    collected = {}
+    for entry in entries:
+        source = resolve_source(entry).resolve()
+        link = into / (entry.name if source.is_dir() else f"{entry.name}.ckpt")
+        if not (link.is_symlink() and link.resolve() == source):
+            _place(source, link)
+        collected[entry.name] = link
+    return collected
+
+
+def _place(source: Path, link: Path) -> None:
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        os.symlink(source, temporary, target_is_directory=source.is_dir())
+    except OSError:  # no symlinks on this file system: a copy
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, temporary)
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)  # an earlier copy of a folder
+    elif link.is_symlink() and temporary.is_dir() and not temporary.is_symlink():
+        link.unlink()  # a folder cannot be renamed over a link
+    os.replace(temporary, link)
+
+
+# ----- load --------------------------------------------------------------------------------------
+def apply(section: DictConfig | None, task: "nn.Module", into: Path, conf: DictConfig | None = None) -> list[dict]:
+    """Collect and load every entry into `task`; returns (and writes to into/report.json) what was loaded."""
+    # the upstream first: a `model` saved with a frozen upstream is checked against the loaded one
+    entries = sorted((e for e in parse(section) if _wanted(e, conf)), key=lambda e: e.name.split(".")[0] != "upstream")
+    if not entries:
+        return []
+    links = collect(entries, into)
+    report = [load_entry(entry, links[entry.name], task) for entry in entries]
+    from speechrecipe.engine import distributed
+
+    if distributed.world().main:
+        atomic_write_text(into / "report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _wanted(entry: Entry, conf: DictConfig | None) -> bool:
+    wanted = entry.condition if isinstance(entry.condition, bool) else bool(_import(entry.condition, entry, "condition")(conf))
+    if not wanted:
+        log.info("pretrained.%s: skipped (condition is false)", entry.name)
+    return wanted
+
+
+def _import(spec: str, entry: Entry, option: str):
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"pretrained.{entry.name}.{option}: cannot import {spec} ({err})") from None
+
+
+def target_module(task: "nn.Module", name: str) -> "nn.Module":
+    """The module a loadable name means: the whole task for `model`, else a module path in it."""
+    if name == "model":
+        return task
+    try:
+        return task.get_submodule(name)
+    except AttributeError:
+        children = ", ".join(n for n, _ in task.named_children())
+        raise ConfigError(f"pretrained.{name}: the model has no module {name!r}; use model, {children} "
+                          "or a module path inside one of them") from None
+
+
+def load_entry(entry: Entry, path: Path, task: "nn.Module") -> dict:
+    """Load one collected source into its module; the report of what matched."""
+    module = target_module(task, entry.name)
+    if entry.hook:
+        _import(entry.hook, entry, "hook")(module, path)
+        log.info("pretrained.%s: loaded from %s by %s", entry.name, path, entry.hook)
+        return {"name": entry.name, "source": str(path), "hook": entry.hook}
+    state, module, kind = read_state(entry, path, module)
+    state = {_rename(k, entry.prefix): v for k, v in state.items()}
+    report = transfer(state, module, entry, path.resolve())  # messages name the source, not the link
+    report["format"] = kind
+    return report
+
+
+def _rename(key: str, prefix: dict[str, str]) -> str:
+    for old, new in prefix.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def read_state(entry: Entry, path: Path, module: "nn.Module") -> tuple[dict, "nn.Module", str]:
+    """(state dict, the module it is for, format) from a source file or folder."""
+    from speechrecipe.nn.ssl_upstream import SSLUpstream
+
+    kind = entry.format
+    if kind == "auto":
+        kind = "huggingface" if path.is_dir() else _sniff(path)
+    inner = module.model if isinstance(module, SSLUpstream) else None
+    if kind == "huggingface":
+        return _huggingface_state(path, entry), _need(inner, entry, kind), kind
+    if kind == "fairseq":
+        return _fairseq_state(path, entry), _need(inner, entry, kind), kind
+    data = _torch_load(path, entry)
+    if kind == "speechrecipe" or _is_checkpoint(data):
+        if not _is_checkpoint(data):
+            raise RunFailure(f"pretrained.{entry.name}: {path} is not a speechrecipe checkpoint (no 'model' state)")
+        return _select(data["model"], entry, path), module, "speechrecipe"
+    if not isinstance(data, dict):
+        raise RunFailure(f"pretrained.{entry.name}: {path} holds a {type(data).__name__}, not a state dict")
+    if inner is not None and not any(k.startswith("model.") for k in data):
+        return data, inner, "state_dict"  # a torchaudio model's own state dict
+    return data, module, "state_dict"
+
+
+def _need(inner, entry: Entry, kind: str):
+    if inner is None:
+        raise ConfigError(f"pretrained.{entry.name}: a {kind} model loads only into a wav2vec2/hubert/wavlm upstream "
+                          "(name it `upstream`)")
+    return inner
+
+
+def _sniff(path: Path) -> str:
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return "torch"  # a speechrecipe checkpoint or a state dict: told apart by its keys
+    except Exception:  # noqa: BLE001 - fairseq checkpoints hold argparse/omegaconf objects
+        return "fairseq"
+
+
+def _torch_load(path: Path, entry: Entry) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means the file cannot be used
+        raise RunFailure(f"pretrained.{entry.name}: {path} is not a readable torch file ({str(err).splitlines()[0][:160]})") from None
+
+
+def _is_checkpoint(data: Any) -> bool:
+    return isinstance(data, dict) and "format" in data and isinstance(data.get("model"), dict)
+
+
+def _select(state: dict, entry: Entry, path: Path) -> dict:
+    """The part of a task's state dict that belongs to the loadable (all of it for `model`)."""
+    if entry.name == "model":
+        return dict(state)
+    head = entry.name + "."
+    found = {k[len(head):]: v for k, v in state.items() if k.startswith(head)}
+    if not found:
+        tops = sorted({k.split(".")[0] for k in state})
+        raise RunFailure(f"pretrained.{entry.name}: {path} holds no {entry.name} weights (it has: {', '.join(tops)})")
+    return found
+
+
+def _huggingface_state(path: Path, entry: Entry) -> dict:
+    try:
+        import transformers
+    except ImportError:
+        raise ConfigError(f"pretrained.{entry.name}: {path} is a Hugging Face model; pip install transformers "
+                          "(the optional extra speechrecipe[hf]) to import it") from None
+    from torchaudio.models.wav2vec2.utils import import_huggingface_model
+
+    hf_model = transformers.AutoModel.from_pretrained(str(path))
+    return import_huggingface_model(hf_model).state_dict()
+
+
+def _fairseq_state(path: Path, entry: Entry) -> dict:
+    try:
+        from fairseq import checkpoint_utils
+    except ImportError:
+        raise ConfigError(f"pretrained.{entry.name}: {path} is a fairseq checkpoint; install fairseq to import it, "
+                          "or convert it to a torchaudio state dict") from None
+    from torchaudio.models.wav2vec2.utils import import_fairseq_model
+
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(path)])
+    return import_fairseq_model(models[0]).state_dict()
+
+
+def transfer(state: dict, module: "nn.Module", entry: Entry, path: Path) -> dict:
+    """Copy `state` into `module`: strict (every key, every shape) or partial with a printed report."""
+    from speechrecipe.nn.ssl_upstream import expand_references, full_state_dict
+
+    state = expand_references(state, module, f"pretrained.{entry.name}", path)
+    with full_state_dict(module):
+        own = module.state_dict()
+    wrong_shape = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if wrong_shape:
+        k = wrong_shape[0]
+        raise RunFailure(f"pretrained.{entry.name}: {k} has shape {list(state[k].shape)} in {path} but "
+                         f"{list(own[k].shape)} in the model (and {len(wrong_shape) - 1} more); the architectures differ")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if entry.strict and (missing or unexpected):
+        kind, keys = ("missing", missing) if missing else ("unexpected", unexpected)
+        raise RunFailure(f"pretrained.{entry.name}: {len(keys)} {kind} key(s) in {path}, e.g. {keys[0]}; "
+                         f"set pretrained.{entry.name}.strict=false to load the rest, or map names with prefix")
+    import torch
+
+    with torch.no_grad(), full_state_dict(module):
+        module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    loaded = len(state) - len(unexpected)
+    log.info("pretrained.%s: %d tensors loaded from %s%s", entry.name, loaded, path,
+             "" if entry.strict else f"; {_keys('missing', missing)}; {_keys('unexpected', unexpected)}")
+    return {"name": entry.name, "source": str(path), "loaded": loaded, "missing": missing, "unexpected": unexpected}
+
+
+def _keys(kind: str, keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN]) + (f" (+{len(keys) - SHOWN} more)" if len(keys) > SHOWN else "")
+    return f"{len(keys)} {kind}" + (f": {shown}" if keys else "")

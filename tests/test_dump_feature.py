@@ -1,0 +1,186 @@
+"""dump-feature: shards + index from the real CLI, resumable after SIGKILL, equal under torchrun (one node
+and two), bad audio named and left out; the precomputed upstream trains as on-the-fly features do."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechrecipe.data.audio import read_audio
+from speechrecipe.data.feature_shards import FeatureShards
+from speechrecipe.nn.upstream import Fbank
+from test_resume import wait_for
+
+SHARD = "dump.shard_secs=8"  # the mini Speech Commands corpus (~310 s) in ~40 shards
+
+
+def speechrecipe(*args: str) -> list[str]:
+    return [sys.executable, "-m", "speechrecipe", "run", "dump-feature", *args]
+
+
+def run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def dump_bytes(target: Path) -> dict[str, bytes]:
+    """Every file of the dump (shards, their indexes, the index, the description)."""
+    folder = target / "features"
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """One uninterrupted process, stages 0-2."""
+    target = tmp_path_factory.mktemp("dump-reference")
+    run(speechrecipe("--target-dir", str(target), SHARD))
+    return target
+
+
+def test_dump_holds_every_utterance_as_the_upstream_computes_it(reference):
+    shards = FeatureShards.open(reference / "features")
+    rows = [json.loads(line) for line in (reference / "features" / "index.jsonl").read_text().splitlines()]
+    assert len(shards.entries) == len(rows) > 300 and len(list((reference / "features").glob("shard-*.bin"))) > 30
+    results = json.loads((reference / "results" / "results.json").read_text())
+    assert results["utterances"] == len(rows) and results["bytes"] > 0 and results["audio_s_per_s"] > 0
+    assert (reference / "results" / "README.md").read_text().startswith("# Feature dump")
+    cache = Path(os.environ["SPEECHRECIPE_CACHE_DIR"]) / "dump-feature"
+    manifest = {json.loads(line)["id"]: json.loads(line) for p in cache.glob("*/test_*.jsonl") for line in p.read_text().splitlines()}
+    assert len(manifest) > 5
+    fbank = Fbank(n_mels=80, cmn=False).eval()
+    for utt in sorted(manifest)[:5]:  # float16 of what fbank gives the clip alone
+        row = manifest[utt]
+        wav = read_audio(row["path"], int(row.get("start", 0)), int(row["num_frames"]))
+        (feats,), _ = fbank(wav[None], torch.tensor([wav.numel()]))
+        assert np.array_equal(shards.get(utt)[:, 0], feats[0].half().numpy())
+    assert shards.get(utt, 10, 20).shape == (20, 1, 80)
+
+
+def test_sigkill_during_the_dump_resumes_byte_identical(reference, tmp_path):
+    command = speechrecipe("--target-dir", str(tmp_path), SHARD)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "features" / "shard-00003.json").is_file(), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(list((tmp_path / "features").glob("shard-*.json")))
+    assert not (tmp_path / "features" / "index.jsonl").exists() and done < 40
+    result = run(command)
+    assert f"({done} already done)" in result.stderr or f"({done + 1} already done)" in result.stderr
+    assert dump_bytes(tmp_path) == dump_bytes(reference)
+
+
+def test_two_ranks_dump_what_one_process_dumps(reference, tmp_path):
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "speechrecipe", "run", "dump-feature", "--target-dir", str(tmp_path), SHARD])
+    timings = [json.loads(p.read_text()) for p in (tmp_path / "dump_timing").glob("*.json")]
+    assert {t["rank"] for t in timings} == {0, 1}
+    assert dump_bytes(tmp_path) == dump_bytes(reference)
+
+
+def test_two_nodes_dump_what_one_process_dumps(reference, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                                "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-id", "dump",
+                                "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "speechrecipe", "run", "dump-feature",
+                                "--target-dir", str(tmp_path), SHARD],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+    for agent in agents:
+        _, err = agent.communicate(timeout=600)
+        assert agent.returncode == 0, err[-3000:]
+    timings = [json.loads(p.read_text()) for p in (tmp_path / "dump_timing").glob("*.json")]
+    assert {t["rank"] for t in timings} == {0, 1}
+    assert dump_bytes(tmp_path) == dump_bytes(reference)
+
+
+def test_a_list_of_files_dumps_the_good_ones_and_names_the_bad_one(cli, tmp_path, caplog):
+    audio = tmp_path / "my audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.wav", "b.flac", "sub/c.wav"):
+        (audio / name).parent.mkdir(exist_ok=True)
+        sf.write(audio / name, rng.uniform(-0.3, 0.3, 16000 + 800 * len(name)).astype("float32"), 16000)
+    (audio / "broken.wav").write_bytes(b"RIFF not really audio")
+    listing = audio / "files.txt"
+    listing.write_text("a.wav\nb.flac\n# a comment\n\nsub/c.wav\nbroken.wav\n")
+    result = cli("run", "dump-feature", "--target-dir", tmp_path / "exp", "prepare_data.corpus=list",
+                 f"prepare_data.list_file={listing}", "dump.dtype=float32")
+    assert result.exit_code == 0, result.output
+    warned = [r.getMessage() for r in caplog.records if "broken.wav" in r.getMessage()]
+    assert len(warned) == 1 and "1 file is unusable and left out" in warned[0]
+    bad = next(Path(os.environ["SPEECHRECIPE_CACHE_DIR"]).glob("dump-feature/*/bad_audio.tsv")).read_text()
+    assert "broken.wav\tnot an audio file" in bad or "broken.wav\tcorrupt" in bad
+    shards = FeatureShards.open(tmp_path / "exp" / "features")
+    assert sorted(shards.entries) == ["a", "b", "sub/c"] and shards.meta["dtype"] == "float32"
+    assert shards.frames("sub/c") == (16000 + 800 * 9 - 400) // 160 + 1
+
+
+def test_config_mistakes_are_one_line_before_any_work(cli, tmp_path):
+    target = tmp_path / "exp"
+    result = cli("run", "dump-feature", "--target-dir", target, "prepare_data.conf.word=[yes]")
+    assert result.exit_code == 2 and "prepare_data.conf.word: not an option of the speech_commands parser; did you mean words?" in result.stderr
+    result = cli("run", "dump-feature", "--target-dir", target, "prepare_data.corpus=librispeech", "prepare_data.conf.test_sets=null")
+    assert result.exit_code != 0
+    result = cli("run", "dump-feature", "--target-dir", target, "prepare_data.corpus=list")
+    assert result.exit_code == 2 and "prepare_data.list_file: None is not a file" in result.stderr
+    result = cli("run", "ks", "--target-dir", target / "ks", "build_upstream.name=precomputed",
+                 f"build_upstream.precomputed.path={tmp_path / 'nothing'}")
+    assert result.exit_code == 2 and "build_upstream.precomputed.path" in result.stderr and "no finished feature dump" in result.stderr
+    assert not (target / "features").exists()
+
+
+KS_FAST = ("train.total_steps=30", "train.eval_step=30", "train.save_step=30", "build_batch_sampler.batch_size=16")
+
+
+def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, tmp_path):
+    """Whole 1 s clips, no augmentation, float32 dump: nothing random touches the waveform."""
+    dump = tmp_path / "dump"
+    assert cli("run", "dump-feature", "--target-dir", dump, "dump.dtype=float32").exit_code == 0
+    models = {}
+    for upstream in ("fbank", "precomputed"):
+        target = tmp_path / upstream
+        result = cli("run", "ks", "--stop", "2", "--target-dir", target, f"build_upstream.name={upstream}",
+                     f"build_upstream.precomputed.path={dump}", *KS_FAST)
+        assert result.exit_code == 0, result.output
+        models[upstream] = torch.load(target / "checkpoints" / "step-30.ckpt", weights_only=True)["model"]
+    trained = [k for k in models["precomputed"] if k.startswith("downstream.")]
+    assert trained and all(torch.equal(models["fbank"][k], models["precomputed"][k]) for k in trained)
+    result = cli("run", "dump-feature", "--target-dir", tmp_path / "trained", "dump.dtype=float32",
+                 f"dump.checkpoint={tmp_path / 'fbank' / 'checkpoints' / 'step-30.ckpt'}")
+    assert result.exit_code == 0, result.output
+    again = FeatureShards.open(tmp_path / "trained" / "features")  # its front end: fbank + a one-layer featurizer
+    first = FeatureShards.open(dump / "features")
+    utt = sorted(first.entries)[0]
+    assert np.array_equal(again.get(utt), first.get(utt))
+
+
+def test_asv_and_sid_train_on_precomputed_frames(cli, tmp_path):
+    tiny = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
+    dump = tmp_path / "dump"
+    result = cli("run", "dump-feature", "--target-dir", dump, "prepare_data.corpus=voxceleb1",
+                 "build_upstream.fbank.cmn=true")
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "asv"
+    result = cli("run", "asv", "--target-dir", target, "-c", tiny, "build_upstream.name=precomputed",
+                 f"build_upstream.precomputed.path={dump}", "train.total_steps=40", "train.eval_step=20",
+                 "train.save_step=20")
+    assert result.exit_code == 0, result.output
+    assert 0 <= json.loads((target / "results" / "results.json").read_text())["voxceleb1_o"]["eer"] <= 1
+    result = cli("run", "sid", "--stop", "2", "--target-dir", tmp_path / "sid", "build_upstream.name=precomputed",
+                 f"build_upstream.precomputed.path={dump}", "train.total_steps=10", "train.eval_step=10",
+                 "train.save_step=10")  # the same dump serves sid: every utterance of iden_split.txt
+    assert result.exit_code == 0, result.output
+    result = cli("run", "asv", "--target-dir", tmp_path / "aug", "-c", tiny, "build_upstream.name=precomputed",
+                 f"build_upstream.precomputed.path={dump}", "build_dataset.augment.speed_perturb=true")
+    assert result.exit_code == 2 and "build_dataset.augment" in result.stderr
