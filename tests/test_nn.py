@@ -15,6 +15,7 @@ from speechrecipe.nn.losses import AAMSoftmaxLoss, AMSoftmaxLoss, SoftmaxLoss, b
 from speechrecipe.nn.pooling import (
     AttentiveStatisticsPooling,
     MaskedBatchNorm1d,
+    _MaskedBatchNorm,
     MeanPooling,
     StatisticsPooling,
 )
@@ -185,6 +186,27 @@ def test_masked_batchnorm_ignores_padded_frames_in_training():
     torch.testing.assert_close(masked.running_mean, plain.running_mean)
     torch.testing.assert_close(masked.running_var, plain.running_var)
 
+
+
+def test_masked_batchnorm_gradients_are_those_of_batchnorm_on_the_valid_frames():
+    batch, lens = padded_batch(feats_of([9, 4, 6], 3))
+    x = batch.transpose(1, 2).double().contiguous().requires_grad_()  # [B, C, F]
+    mask = (torch.arange(x.shape[2])[None, :] < lens[:, None]).unsqueeze(1)
+    masked, plain = MaskedBatchNorm1d(3).double(), torch.nn.BatchNorm1d(3).double()
+    with torch.no_grad():
+        for bn in (masked, plain):
+            bn.weight.copy_(torch.tensor([0.5, 1.5, 2.0])), bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    upstream = torch.randn(x.shape, dtype=torch.double) * mask  # padded outputs feed nothing
+    (masked(x, mask) * upstream).sum().backward()
+    valid = torch.cat([x[b, :, :n] for b, n in enumerate(lens)], dim=1).detach().requires_grad_()
+    plain(valid[None]).mul(torch.cat([upstream[b, :, :n] for b, n in enumerate(lens)], dim=1)[None]).sum().backward()
+    torch.testing.assert_close(torch.cat([x.grad[b, :, :n] for b, n in enumerate(lens)], dim=1), valid.grad)
+    torch.testing.assert_close(masked.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(masked.bias.grad, plain.bias.grad)
+    # and on padded frames too (where an upstream gradient is not zero), against finite differences
+    weight, bias = masked.weight.detach().clone().requires_grad_(), masked.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t, w, b: _MaskedBatchNorm.apply(t, mask.double(), w, b, 1e-5)[0],
+                                    (x.detach().requires_grad_(), weight, bias))
 
 # --- speaker encoders --------------------------------------------------------------------
 

@@ -14,6 +14,10 @@ import pytest
 import torch
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
+# recipes/voxceleb1/asv.yaml's crops and batches: 3 s at most (the mini corpus has 1.5-5.9 s), no repetition,
+# duration-bucketed batches of varying padded length
+S3PRL_CROPS = ("build_dataset.crop_mode=max", "build_dataset.crop_secs=3.0", "build_dataset.min_secs=2.0",
+               "build_batch_sampler.bucket=true", "build_batch_sampler.bucket_batches=4")
 
 
 def command(target: Path, *extra: str) -> list[str]:
@@ -54,9 +58,10 @@ def assert_identical(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[str, dict]:
-    """Uninterrupted runs: plain, with 2 DataLoader workers, with gradient accumulation."""
+    """Uninterrupted runs: plain, with 2 DataLoader workers, with gradient accumulation, with s3prl's crops."""
     out = {}
-    for name, extra in {"plain": (), "workers": ("--num-workers", "2"), "accumulate": ("train.gradient_accumulate=3",)}.items():
+    for name, extra in {"plain": (), "workers": ("--num-workers", "2"), "accumulate": ("train.gradient_accumulate=3",),
+                        "s3prl": S3PRL_CROPS}.items():
         target = tmp_path_factory.mktemp(f"reference-{name}")
         result = run(target, *extra)
         assert result.returncode == 0, result.stderr
@@ -65,7 +70,7 @@ def reference(tmp_path_factory) -> dict[str, dict]:
 
 
 VARIANTS = {"plain": (), "workers": ("--num-workers", "2"), "accumulate": ("train.gradient_accumulate=3",),
-            "prefetch": ("train.prefetch_batches=2",)}
+            "prefetch": ("train.prefetch_batches=2",), "s3prl": S3PRL_CROPS}
 SAME_AS = {"prefetch": "plain"}  # a prefetch thread changes only when batches are made, never which
 
 

@@ -57,3 +57,38 @@ def test_ranks_get_disjoint_equal_shares():
     assert len(shards[0]) == len(shards[1])
     ids = [[i for b in s for i, _ in b] for s in shards]
     assert not set(ids[0]) & set(ids[1])
+
+
+def padding_fraction(sampler: EpochBatchSampler, lengths: list[int], epoch: int = 0) -> float:
+    padded = sum(max(lengths[i] for i, _ in b) * len(b) for b in sampler.epoch_batches(epoch))
+    return 1 - sum(lengths[i] for b in sampler.epoch_batches(epoch) for i, _ in b) / padded
+
+
+def test_bucketed_batches_cover_every_item_once_per_epoch_with_similar_lengths():
+    lengths = [(i * 7919) % 4000 + 2000 for i in range(1003)]  # 2000..5999, in no order
+    for epoch in range(3):
+        bucketed = EpochBatchSampler(lengths, seed=5, batch_size=10, bucket=True, bucket_batches=20)
+        batches = bucketed.epoch_batches(epoch)
+        assert sorted(i for b in batches for i, _ in b) == list(range(1003))
+        assert sorted(len(b) for b in batches)[1:] == [10] * 100  # one short batch, from the last pool
+        plain = EpochBatchSampler(lengths, seed=5, batch_size=10)
+        assert padding_fraction(bucketed, lengths, epoch) < 0.1 * padding_fraction(plain, lengths, epoch)
+    dropped = EpochBatchSampler(lengths, seed=5, batch_size=10, bucket=True, drop_last=True).epoch_batches(0)
+    kept = [i for b in dropped for i, _ in b]
+    assert len(kept) == len(set(kept)) == 1000 and all(len(b) == 10 for b in dropped)
+
+
+def test_bucketed_batches_are_seeded_shuffled_and_resumable():
+    lengths = [(i * 31) % 97 for i in range(500)]
+    make = lambda seed: EpochBatchSampler(lengths, seed=seed, batch_size=8, bucket=True, bucket_batches=10)
+    sampler = make(1)
+    assert sampler.epoch_batches(0) == make(1).epoch_batches(0)
+    assert sampler.epoch_batches(0) != make(2).epoch_batches(0)
+    assert sampler.epoch_batches(0) != sampler.epoch_batches(1)
+    longest = [max(lengths[i] for i, _ in b) for b in sampler.epoch_batches(0)]
+    assert longest != sorted(longest)  # batch order is shuffled, not short-to-long
+    full = take(sampler.iterate(0, 0), 200)
+    per_epoch = sampler.num_batches(0)
+    for consumed in (1, 17, per_epoch, per_epoch + 5):
+        epoch, position = divmod(consumed, per_epoch)
+        assert take(make(1).iterate(epoch, position), 200 - consumed) == full[consumed:]

@@ -60,3 +60,8 @@ def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
             raise internal_file_error(path, number, f"expected 'label enroll_id test_id' with label 0 or 1, got {fields!r}")
         trials.append((int(fields[0]), fields[1], fields[2]))
     return trials
+
+
+def longer_than(rows: list[dict], secs: float) -> list[dict]:
+    """The rows of utterances longer than `secs` seconds (s3prl's min_secs drops the others)."""
+    return [row for row in rows if int(row["num_frames"]) > secs * int(row["sample_rate"])]

@@ -51,13 +51,27 @@ class WaveformBatcher:
         return int(row["num_frames"])
 
 
+CROP_MODES = ("fixed", "max")
+
+
 @dataclass
 class RandomCrop(WaveformBatcher):
-    """Training: a random `crop_secs` window (short utterances repeat), optional augmentation."""
+    """Training: a random `crop_secs` window, optional augmentation.
+
+    mode "fixed": every crop is exactly `crop_secs` (a shorter utterance repeats to fill it), so
+    batches need no padding. mode "max": s3prl's `max_secs`: only an utterance longer than
+    `crop_secs` is cropped (at a random start); a shorter one stays whole, never repeated, and
+    the batch pads it to its longest member.
+    """
 
     crop_secs: float = 2.0
     labels: Callable[[dict], dict] | None = None  # row → {label_key: index}
     augmenter: Augmenter | None = None
+    mode: str = "fixed"
+
+    def __post_init__(self) -> None:
+        if self.mode not in CROP_MODES:
+            raise ValueError(f"crop mode {self.mode!r}: choose one of {', '.join(CROP_MODES)}")
 
     def preprocessing(self, row: dict, rng: random.Random) -> dict:
         speed = self.augmenter.speed(rng) if self.augmenter else 1.0
@@ -68,12 +82,17 @@ class RandomCrop(WaveformBatcher):
         wav = read_audio(row["path"], start, min(want, total), self.sample_rate)
         wav = speed_perturb(wav, speed, self.sample_rate)
         crop = int(self.crop_secs * self.sample_rate)
-        if wav.numel() < crop:
+        if self.mode == "fixed" and wav.numel() < crop:
             wav = wav.repeat(math.ceil(crop / max(wav.numel(), 1)))
         wav = wav[:crop]
         if self.augmenter:
             wav = self.augmenter(wav, rng)
         return {"id": row["id"], "wav": wav, **(self.labels(row) if self.labels else {})}
+
+    def find_length(self, row: dict) -> int:
+        """The crop's length in frames of the file (before speed perturbation): what batching pads."""
+        crop = int(self.crop_secs * int(row["sample_rate"]))
+        return crop if self.mode == "fixed" else min(int(row["num_frames"]), crop)
 
 
 @dataclass

@@ -23,7 +23,10 @@ class EpochBatchSampler:
 
     Either a fixed `batch_size`, or a `max_batch_length` budget on the padded size
     (longest item × count, in the units of `lengths`) over length-sorted buckets, so
-    memory stays flat as lengths vary. `weights` draws each epoch with replacement
+    memory stays flat as lengths vary. `bucket` with a fixed `batch_size`: the shuffled
+    order is cut into pools of `bucket_batches` batches, each pool sorted by length and
+    cut into batches, and the batches shuffled, so a batch holds similar lengths (less
+    padding) and each epoch still covers every item once. `weights` draws each epoch with replacement
     (class-balanced sampling). `rank`/`world_size` shard batches for torchrun.
     """
 
@@ -37,6 +40,7 @@ class EpochBatchSampler:
         drop_last: bool = False,
         weights: Sequence[float] | None = None,
         bucket_batches: int = 100,
+        bucket: bool = False,
         rank: int = 0,
         world_size: int = 1,
     ):
@@ -45,7 +49,7 @@ class EpochBatchSampler:
         self.lengths = list(lengths)
         self.seed, self.batch_size, self.max_batch_length = seed, batch_size, max_batch_length
         self.shuffle, self.drop_last, self.weights = shuffle, drop_last, weights
-        self.bucket_batches, self.rank, self.world_size = bucket_batches, rank, world_size
+        self.bucket_batches, self.bucket, self.rank, self.world_size = bucket_batches, bucket, rank, world_size
         self._cache: dict[int, list[list[Key]]] = {}
 
     def _order(self, rng: random.Random) -> list[int]:
@@ -57,11 +61,19 @@ class EpochBatchSampler:
             rng.shuffle(order)
         return order
 
-    def _fixed(self, order: list[int]) -> list[list[int]]:
+    def _fixed(self, order: list[int], rng: random.Random) -> list[list[int]]:
         size = self.batch_size
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        if not self.bucket:
+            batches = [order[i : i + size] for i in range(0, len(order), size)]
+        else:  # only the last pool can leave a short batch
+            pool, batches = max(1, self.bucket_batches) * size, []
+            for start in range(0, len(order), pool):
+                chunk = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
+                batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
         if self.drop_last and batches and len(batches[-1]) < size:
-            batches.pop()
+            batches = [b for b in batches if len(b) == size]
+        if self.bucket and self.shuffle:
+            rng.shuffle(batches)
         return batches
 
     def _budget(self, order: list[int], rng: random.Random) -> list[list[int]]:
@@ -88,7 +100,7 @@ class EpochBatchSampler:
         if cached is None:  # a pure function of (seed, epoch): the loader's thread may compute it too
             rng = random.Random(sample_seed(self.seed, epoch, -1))
             order = self._order(rng)
-            batches = self._fixed(order) if self.batch_size else self._budget(order, rng)
+            batches = self._fixed(order, rng) if self.batch_size else self._budget(order, rng)
             keyed, slot = [], 0
             for batch in batches:
                 keyed.append([(i, sample_seed(self.seed, epoch, slot + j)) for j, i in enumerate(batch)])

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from speechrecipe.config import closest
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
-from speechrecipe.errors import ConfigError
+from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.nn.catalog import PRECOMPUTED, UPSTREAM_NAMES
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
-TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
+TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.bucket",
+                                   "build_batch_sampler.bucket_batches", "build_optimizer", "build_scheduler", "train")
 ENCODER = "speakers.json"
 TEST_SET_KEYS = {"name", "trial_file", "exclude_speakers"}
 
@@ -34,7 +35,7 @@ class ASV(Problem):
     metric, higher_better, results_title = "eer", False, "Speaker verification results"
     choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("xvector", "ecapa"),
                "build_task.loss": ("softmax", "amsoftmax", "aamsoftmax"), "evaluate.score_norm": ("none", "asnorm"),
-               "prepare_data.check_audio": ("full", "header")}
+               "prepare_data.check_audio": ("full", "header"), "build_dataset.crop_mode": ("fixed", "max")}
 
     @stage(0, "prepare data", "parse VoxCeleb1 into train/valid manifests and trial lists", role="prepare",
            uses=("prepare_data",), ignore=("prepare_data.num_workers",))
@@ -118,23 +119,27 @@ class ASV(Problem):
         from speechrecipe.data.augment import build_augmenter
         from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.frames import FrameClip, precomputed
-        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.data.manifest import longer_than, read_jsonl
         from speechrecipe.data.preprocessors import LabelLookup, RandomCrop
 
         rows = read_jsonl(self.paths.manifest(split))
         if split != "train":
             return self.whole_utterances(rows)
+        if not (rows := longer_than(rows, conf.min_secs)):
+            raise DataError(f"build_dataset.min_secs={conf.min_secs}: no training utterance is longer; lower it")
         labels = LabelLookup("speaker", "labels", encoder.index)
         shards = precomputed(self.conf.build_upstream, rows)
         if shards is not None:  # dumped features instead of audio, cropped in frames
-            return ManifestDataset(rows, FrameClip(shards, ("labels",), labels, conf.crop_secs, repeat_short=True))
+            return ManifestDataset(rows, FrameClip(shards, ("labels",), labels, conf.crop_secs,
+                                                    repeat_short=conf.crop_mode == "fixed"))
         augmenter = build_augmenter(conf.augment, conf.sample_rate)
-        return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter))
+        return ManifestDataset(rows, RandomCrop(conf.sample_rate, ("labels",), conf.crop_secs, labels, augmenter, conf.crop_mode))
 
     def build_batch_sampler(self, conf: DictConfig, dataset):
         from speechrecipe.data.sampler import EpochBatchSampler
 
-        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size, drop_last=True)
+        return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, batch_size=conf.batch_size, drop_last=True,
+                                 bucket=conf.bucket, bucket_batches=conf.bucket_batches)
 
     def build_downstream(self, conf: DictConfig, input_dim: int) -> "torch.nn.Module":
         from speechrecipe.nn.speaker_encoder import build_speaker_encoder
@@ -246,6 +251,9 @@ class ASV(Problem):
         names = self.test_sets()
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
+        if self.conf.build_batch_sampler.bucket_batches < 1:
+            raise ConfigError(f"build_batch_sampler.bucket_batches: {self.conf.build_batch_sampler.bucket_batches} "
+                              "must be at least 1 (batches per length-sorted pool)")
 
 
 def _check_test_set_keys(index: int, item) -> None:
