@@ -163,3 +163,19 @@ def test_a_problem_without_a_training_stage_runs_and_resumes(cli, tmp_path):
     assert cli("run", spec, "--target-dir", target).exit_code == 0
     hint = cli("run", spec, "--target-dir", tmp_path / "other", "--start", "1")
     assert hint.exit_code == 2 and "run with --start 0" in hint.stderr
+
+
+def test_a_new_cache_layout_prepares_again_instead_of_reading_an_empty_folder(cli, tmp_path, monkeypatch):
+    """An experiment prepared under another cache layout (CACHE_FORMAT) must not count stage 0 done
+    while its config now maps to a folder that holds nothing (stage 1 would find no train.jsonl)."""
+    from speechrecipe.engine import runner
+
+    target, cache = tmp_path / "exp", tmp_path / "cache"
+    first = cli("run", "ks", "--stop", "0", "--target-dir", target, "--cache-dir", cache)
+    assert first.exit_code == 0, first.stderr
+    monkeypatch.setattr(runner, "CACHE_FORMAT", runner.CACHE_FORMAT + 1)
+    stages = cli("stages", "ks", "--target-dir", target, "--cache-dir", cache)
+    assert "its cache folder is another one now" in stages.stdout, stages.stdout
+    again = cli("run", "ks", "--stop", "1", "--target-dir", target, "--cache-dir", cache)
+    assert again.exit_code == 0, again.stderr
+    assert "stage 0 (prepare data) is stale" in again.stderr and "stage 1 (build encoder) done" in again.stderr

@@ -69,6 +69,7 @@ def _portable(path: str, roots: dict[str, str]) -> str:
 
 
 CORPUS = "corpus"  # stage 0's input: the corpus files it prepared from (data/corpus_state.py)
+CACHE_FOLDER = "cache folder"  # stage 0's output folder: the cache key (prepare_data and the cache layout)
 
 
 def _input_changed(key: str, now: str | None) -> str | None:
@@ -77,6 +78,8 @@ def _input_changed(key: str, now: str | None) -> str | None:
         return f"stage {key} re-ran since"
     if key == CORPUS:  # not prepared now (another cache key, or deleted): the other reasons say why
         return "the corpus changed since it was prepared" if now else None
+    if key == CACHE_FOLDER:
+        return "its cache folder is another one now (another prepare_data or cache layout)"
     return f"{key} is missing" if now in (None, MISSING) else f"{key} changed"
 
 

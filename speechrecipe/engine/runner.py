@@ -21,7 +21,7 @@ from speechrecipe.engine.lock import TargetLock
 from speechrecipe.engine.logs import attach_file_log, detach_file_log
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.problem import Problem, Stage
-from speechrecipe.engine.records import CORPUS, MISSING, StageRecord, StageState, compare
+from speechrecipe.engine.records import CACHE_FOLDER, CORPUS, MISSING, StageRecord, StageState, compare
 from speechrecipe.errors import ConfigError, RunFailure
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Runner:
                 record = StageRecord.load(self.paths.record(earlier.number))
                 ids[str(earlier.number)] = record.id if record else "none"
         if stage.role == "prepare":  # preparing the corpus: depends on the corpus files themselves
+            ids[CACHE_FOLDER] = self.paths.cache_key  # and writes into this folder, not the one it wrote before
             corpus = self.problem.corpus_digest(self.digest)
             if corpus is not None:
                 ids[CORPUS] = corpus
