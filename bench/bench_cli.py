@@ -5,7 +5,9 @@
 Each command runs as a fresh process (the installed `speechrecipe` script beside this Python);
 the commands take turns within each round, so a change in machine load touches them all alike.
 Prints a Markdown table: median wall time and its ratio to `python -c "import torch"` measured in
-the same run (issue 2's target: <= 0.2).
+the same run (issue 2's target: <= 0.2). Then the start-up cost of the checks made before stage 0
+(issue 16): value ranges and Problem.check_config (test-set keys, folders, torch classes), timed in
+this process against loading the config they check, alternating.
 """
 from __future__ import annotations
 
@@ -64,6 +66,31 @@ def main() -> None:
         target = f"≤ {TARGET_RATIO}" if name.startswith("speechrecipe") else ""
         verdict = (" ✓" if median / torch_s <= TARGET_RATIO else " ✗") if target else ""
         print(f"| `{name}` | {median:.3f} | {median / torch_s:.3f}{verdict} | {target} |")
+    checks_cost()
+
+
+def checks_cost(rounds: int = 200) -> None:
+    """Median time of load_config alone and of the checks after it (ranges, check_config), alternating."""
+    from speechrecipe.engine.paths import ExperimentPaths
+    from speechrecipe.config import load_config
+    from speechrecipe.registry import resolve_problem
+    from speechrecipe.validate import check_values
+
+    klass = resolve_problem("asv")
+    load, checks = [], []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        conf = load_config(klass.config_path())
+        load.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        check_values(klass, conf)
+        klass(conf, ExperimentPaths(Path("."), Path("."))).check_config()
+        checks.append(time.perf_counter() - began)
+    load_ms, checks_ms = statistics.median(load) * 1e3, statistics.median(checks) * 1e3
+    print()
+    print(f"checks before stage 0 (asv, in-process, median of {rounds}): load_config {load_ms:.2f} ms, "
+          f"ranges + check_config {checks_ms:.2f} ms ({checks_ms / load_ms:.2f}x load_config); "
+          f"torch imported: {'torch' in sys.modules}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from speechrecipe.errors import ConfigError, SpeechRecipeError
+from speechrecipe.errors import SpeechRecipeError, describe_os_error, os_error_in
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from speechrecipe.engine.paths import ExperimentPaths
+    from speechrecipe.engine.problem import Problem, RunContext
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Staged speech-experiment recipes.")
 
@@ -24,6 +30,8 @@ def _fail(err: Exception, verbose: bool, log_file: Optional[Path] = None) -> Non
     """One line on stderr and the error's exit code; the runner has put the traceback in log_file."""
     if isinstance(err, SpeechRecipeError):
         message, code = str(err), err.exit_code
+    elif os_error_in(err) is not None:  # a full disk, a read-only folder: say which file and what to do
+        message, code = describe_os_error(os_error_in(err)), 1
     else:
         where = f"full traceback in {log_file}" if log_file and log_file.is_file() else "rerun with --verbose for the traceback"
         message, code = f"{type(err).__name__}: {err} ({where})", 1
@@ -41,9 +49,22 @@ def _fail(err: Exception, verbose: bool, log_file: Optional[Path] = None) -> Non
 def _load(problem: str, config: Optional[List[Path]], overrides: Optional[List[str]]):
     from speechrecipe.config import load_config
     from speechrecipe.registry import resolve_problem
+    from speechrecipe.validate import check_values
 
     klass = resolve_problem(problem)
-    return klass, load_config(klass.config_path(), config or [], overrides or [])
+    conf = load_config(klass.config_path(), config or [], overrides or [])
+    check_values(klass, conf)
+    return klass, conf
+
+
+def _checked_problem(klass: type, conf: DictConfig, paths: Optional[ExperimentPaths] = None,
+                     context: Optional[RunContext] = None) -> Problem:
+    """The problem, after the checks `run` makes before any stage (`config` and `--dry-run` make them too)."""
+    from speechrecipe.engine.paths import ExperimentPaths
+
+    problem = klass(conf, paths or ExperimentPaths(Path("."), Path(".")), context)
+    problem.check_config()
+    return problem
 
 
 @app.command("list")
@@ -66,6 +87,7 @@ def stages(
     """The stage table; with --target-dir, each stage's state (done / stale / pending)."""
     try:
         klass, conf = _load(problem, config, overrides)
+        _checked_problem(klass, conf)
         if target_dir is None:
             for s in klass.stages():
                 typer.echo(f"{s.number}  {s.name:16s} {s.description}")
@@ -77,7 +99,7 @@ def stages(
         # the plan, not each record alone: a stage after a stale one is stale too
         for item in runner.plan(runner.stages[0].number, runner.stages[-1].number):
             typer.echo(f"{item.stage.number}  {item.stage.name:16s} {item.state.describe()}")
-    except SpeechRecipeError as err:
+    except Exception as err:  # noqa: BLE001 - one line, whatever failed
         _fail(err, False)
 
 
@@ -87,8 +109,9 @@ def show_config(problem: str, config: Optional[List[Path]] = ConfigFiles, overri
     from speechrecipe.config import to_yaml
 
     try:
-        _, conf = _load(problem, config, overrides)
-    except SpeechRecipeError as err:
+        klass, conf = _load(problem, config, overrides)
+        _checked_problem(klass, conf)
+    except Exception as err:  # noqa: BLE001 - one line, whatever failed
         _fail(err, False)
     typer.echo(to_yaml(conf), nl=False)
 
@@ -120,14 +143,14 @@ def run(
         klass, conf = _load(problem, config, overrides)
         from speechrecipe.engine.problem import RunContext
         from speechrecipe.engine.runner import Runner, describe_plan, experiment_paths
+        from speechrecipe.validate import check_device
 
-        if device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"--device {device}: choose auto, cpu or cuda")
+        check_device(device)
         target = target_dir or Path("exp") / klass.conf_name
         paths = experiment_paths(klass, conf, target, cache_dir or default_cache_dir())
         log_file = paths.log
         context = RunContext(device=device, num_workers=num_workers, force=force)
-        runner = Runner(klass(conf, paths, context))
+        runner = Runner(_checked_problem(klass, conf, paths, context))
         last = runner.stages[-1].number if stop is None else stop
         runner.check_range(start, last)
         if dry_run:
@@ -147,7 +170,7 @@ def status(target_dir: Path) -> None:
 
     try:
         typer.echo(describe_status(target_dir))
-    except SpeechRecipeError as err:
+    except Exception as err:  # noqa: BLE001 - one line, whatever failed
         _fail(err, False)
 
 

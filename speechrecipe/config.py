@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -40,15 +41,13 @@ def asset_path(rel: str) -> Path:
 
 
 def default_config_path(conf_name: str) -> Path:
-    """conf/<conf_name>.yaml, shipped as the package `speechrecipe.conf`."""
-    try:
-        base = Path(str(resources.files("speechrecipe.conf")))
-    except ModuleNotFoundError:  # running from a source tree without install
-        base = Path(__file__).resolve().parent.parent / "conf"
-    path = base / f"{conf_name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"no default config {path} for problem '{conf_name}'")
-    return path
+    """conf/<conf_name>.yaml: installed as speechrecipe/conf/ (a wheel), or conf/ beside the package (the source tree)."""
+    here = Path(__file__).resolve().parent
+    for base in (here / "conf", here.parent / "conf"):
+        path = base / f"{conf_name}.yaml"
+        if path.is_file():
+            return path
+    raise ConfigError(f"no default config {conf_name}.yaml for problem '{conf_name}' in {here / 'conf'} or {here.parent / 'conf'}")
 
 
 def _load_yaml(path: Path) -> DictConfig:
@@ -56,11 +55,18 @@ def _load_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"{path}: config file does not exist")
     try:
         cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, ValueError, OSError) as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except (OmegaConfBaseException, ValueError, OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: a config file must hold a mapping at the top")
     return cfg
+
+
+def _yaml_problem(err: Exception) -> str:
+    """One line: what is wrong and where (the parser's own message spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def load_schema(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
@@ -75,7 +81,9 @@ def load_schema(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     base_path = path.parent / base if base.endswith((".yaml", ".yml")) else default_config_path(base)
     if base_path.resolve() in seen:
         raise ConfigError(f"{path}: {BASE_KEY}: {base} extends itself")
-    return OmegaConf.merge(load_schema(base_path, (*seen, path.resolve())), schema)
+    base_schema = load_schema(base_path, (*seen, path.resolve()))
+    _drop_other_class_arguments(base_schema, OmegaConf.to_container(schema, resolve=False))
+    return OmegaConf.merge(base_schema, schema)
 
 
 def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
@@ -160,6 +168,20 @@ def flatten(cfg: DictConfig | dict, prefix: str = "", resolve: bool = True) -> d
     return out
 
 
+def _drop_other_class_arguments(merged: DictConfig, layer: dict, prefix: str = "") -> None:
+    """Where `layer` chooses another class by `name`, forget the `conf:` arguments of the class it replaces:
+    a `conf:` mapping belongs to the class named beside it (StepLR's step_size means nothing to CosineAnnealingLR)."""
+    for key, value in layer.items():
+        if not isinstance(value, dict):
+            continue
+        section = f"{prefix}{key}"
+        current = OmegaConf.select(merged, section, default=None)
+        if isinstance(current, DictConfig) and OPEN_SECTION in current and "name" in value \
+                and value["name"] != current.get("name"):
+            OmegaConf.update(merged, f"{section}.{OPEN_SECTION}", {}, merge=False)
+        _drop_other_class_arguments(merged, value, f"{section}.")
+
+
 def _missing_keys(cfg: DictConfig) -> list[str]:
     return [k for k, v in flatten(cfg, resolve=False).items() if v == MISSING]
 
@@ -175,11 +197,12 @@ def load_config(
     schema = load_schema(schema_file if isinstance(schema_file, Path) else default_config_path(schema_file))
     layers = [(str(p), _load_yaml(Path(p))) for p in files]
     layers.append(("override", _parse_overrides(overrides)))
-    merged = schema
+    merged = schema.copy()
     schema_data = OmegaConf.to_container(schema, resolve=False)
     for source, layer in layers:
         data = OmegaConf.to_container(layer, resolve=False)
         _validate_layer(schema_data, data, source)
+        _drop_other_class_arguments(merged, data)
         merged = OmegaConf.merge(merged, layer)
         for key in [k for k, v in flatten(data, resolve=False).items() if v == MISSING]:
             OmegaConf.update(merged, key, MISSING, merge=False)  # a layer may demand a value

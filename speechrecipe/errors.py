@@ -32,3 +32,36 @@ class Interrupted(SpeechRecipeError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind `err` (itself, or one it was raised from or during), else None.
+
+    torch.save reports a failed write as RuntimeError("[enforce fail at inline_container.cc...]")
+    raised while handling the OSError that says what really happened.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line: the file, what the system said, and what to do."""
+    import errno
+
+    # fileio writes through `<name>.tmp`: name the file the user knows
+    where = str(err.filename).removesuffix(".tmp") if err.filename else "a file"
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space there (or use another --target-dir / --cache-dir) and run the same command again"
+    elif err.errno == errno.EFBIG:
+        advice = "the file size limit (ulimit -f) was reached; raise it and run the same command again"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "make it writable or choose another --target-dir / --cache-dir"
+    else:
+        advice = "fix that and run the same command again"
+    return f"{where}: {reason}; {advice}"

@@ -31,6 +31,10 @@ def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:  # a failed write() names no file: name the one being written
+            err.filename = str(path)
+        raise
     finally:
         # lexists: a leftover temporary may be a dangling link; unlink removes the link, not its target
         if os.path.lexists(tmp):

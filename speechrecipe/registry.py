@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ PROBLEMS = {
     "intent": "speechrecipe.problems.intent:IntentClassification",
     "dump-feature": "speechrecipe.problems.dump_feature:DumpFeature",
 }
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def resolve_problem(spec: str):
@@ -29,8 +31,12 @@ def resolve_problem(spec: str):
     module_name, _, class_name = target.rpartition(":")
     if module_name.endswith(".py"):
         return _checked(spec, _import_file(spec, Path(module_name)), class_name)
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # so a user's own module in the working folder is found
+    if not (_DOTTED.fullmatch(module_name) and class_name.isidentifier()):
+        raise ConfigError(f"problem '{spec}': expected a built-in name, package.module:Class or path/to/file.py:Class "
+                          "(see `speechrecipe list`)")
+    if spec not in PROBLEMS and str(Path.cwd()) not in sys.path:
+        # a user's own module may lie in the working folder; appended, so it never shadows an installed package
+        sys.path.append(str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:

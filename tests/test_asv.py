@@ -59,7 +59,7 @@ def test_as_norm_matches_a_direct_computation():
 def test_scores_file_round_trips(tmp_path):
     trials = Trials.from_list([(1, "id1/a/1", "id1/b/2"), (0, "id1/a/1", "id2/c/1")])
     write_scores(tmp_path / "s.scores", trials, torch.tensor([0.5, -0.25]))
-    assert (tmp_path / "s.scores").read_text().splitlines() == ["id1/a/1 id1/b/2 0.500000 1", "id1/a/1 id2/c/1 -0.250000 0"]
+    assert (tmp_path / "s.scores").read_text().splitlines() == ["id1/a/1\tid1/b/2\t0.500000\t1", "id1/a/1\tid2/c/1\t-0.250000\t0"]
     scores, labels = read_scores(tmp_path / "s.scores")
     assert scores.tolist() == [0.5, -0.25] and labels.tolist() == [1, 0]
 
@@ -186,4 +186,4 @@ def test_a_list_of_all_speakers_is_evaluated_without_deciding_who_trains(cli, tm
     bad = test_sets.replace("exclude_speakers: false", "exclude: false")
     refused = cli("run", "asv", "--stop", "1", "--target-dir", target, *TRAINED, bad)
     assert refused.exit_code == 2
-    assert "prepare_data.test_sets: each entry needs `name` and `trial_file`" in refused.stderr
+    assert "error: prepare_data.test_sets[1].exclude: unknown key; did you mean exclude_speakers?" in refused.stderr

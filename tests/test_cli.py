@@ -257,11 +257,14 @@ def test_total_steps_may_change_and_training_continues(cli, exp):
 def test_force_moves_old_checkpoints_aside_and_trains_again(cli, exp):
     old_checkpoints = snapshot(exp / "checkpoints")
     old_log = (exp / "train_log.jsonl").read_bytes()
+    old_results = {f"{d}/{name}": data for d in ("evaluation", "results") for name, data in snapshot(exp / d).items()}
     result = run(cli, exp, "build_optimizer.conf.lr=0.01", "train.total_steps=2", "--stop", "2", "--force")
     assert result.exit_code == 0, result.stderr
     (aside,) = exp.glob("checkpoints.old-*")
-    assert f"--force: config changed (build_optimizer.conf.lr 0.001 → 0.01); old checkpoints moved to {aside}" in result.stderr
-    assert snapshot(aside) == {**old_checkpoints, "train_log.jsonl": old_log}
+    assert (f"--force: config changed (build_optimizer.conf.lr 0.001 → 0.01); old checkpoints, evaluation and results "
+            f"moved to {aside}") in result.stderr
+    assert snapshot(aside) == {**old_checkpoints, "train_log.jsonl": old_log, **old_results}
+    assert not (exp / "evaluation").exists() and not (exp / "results").exists()  # of the old training only
     assert sorted(p.name for p in (exp / "checkpoints").glob("*.ckpt")) == ["step-2.ckpt", "valid_best.ckpt"]
     assert json.loads((exp / "checkpoints" / "run.json").read_text())["deps"]["build_optimizer.conf.lr"] == 0.01
     assert [e["step"] for e in events(exp, "train")] == [2]  # a fresh training log: no resume
@@ -386,7 +389,7 @@ def test_exit_codes_one_error_line_and_traceback_in_the_log(cli, tmp_path, user_
 def test_clear_cache_empties_this_problems_cache_and_prepares_again(cli, tmp_path):
     target, cache = tmp_path / "exp", tmp_path / "cache"
     assert run(cli, target, "--cache-dir", cache, "--stop", "1").exit_code == 0
-    (prepared,) = (cache / "asv").iterdir()
+    (prepared,) = [p for p in (cache / "asv").iterdir() if not p.name.startswith(".")]  # .locks: the leases
     (cache / "asv" / "left-over").write_text("x")
     other_problem = cache / "asr" / "kept"
     other_problem.parent.mkdir()
@@ -398,7 +401,7 @@ def test_clear_cache_empties_this_problems_cache_and_prepares_again(cli, tmp_pat
     result = run(cli, target, "--cache-dir", cache, "--stop", "1", "--clear-cache")
     assert result.exit_code == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert f"--clear-cache: emptied {cache / 'asv'}" in lines
+    assert f"--clear-cache: deleted {prepared}" in lines
     assert f"prepared data in {prepared}: " in result.stderr
     # same data prepared again: the encoder stage stays done
     assert "stage 1 (build encoder) is up to date (earlier stages re-ran with the same output); skipping" in lines
@@ -423,7 +426,8 @@ def test_a_live_lock_refuses_and_a_dead_one_is_taken_over(cli, exp):
         result = run(cli, exp)
         assert result.exit_code == 1
         assert error_line(result) == (f"error: {exp} is in use by a live run (pid {holder.pid}); "
-                                      "wait for it to finish or use another --target-dir")
+                                      "wait for it to finish or use another --target-dir (if `ps -p "
+                                      f"{holder.pid} -o args` shows no speechrecipe run, delete {exp / '.lock'})")
         assert snapshot(exp) == before
     finally:
         holder.kill()

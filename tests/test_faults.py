@@ -198,7 +198,9 @@ def test_stereo_and_other_rates_are_kept_with_a_counted_warning(cli, corpus, tmp
 
 def test_training_and_evaluation_run_on_a_corpus_with_every_kind_of_bad_audio(cli, corpus, tmp_path):
     wav = corpus / "wav"
-    trial_utts = sorted({u.rsplit(".", 1)[0] for t in read_trials(corpus / "veri_test2.txt") for u in t[1:]})
+    # veri_test2.txt is the corpus's own list (space-separated), not a file speechrecipe wrote
+    trial_lines = [line.split() for line in (corpus / "veri_test2.txt").read_text().splitlines() if line.strip()]
+    trial_utts = sorted({u.rsplit(".", 1)[0] for t in trial_lines for u in t[1:]})
     planted = {plant_stereo: [p.relative_to(wav).with_suffix("").as_posix() for p in wav.glob("id10001/*/*")],
                plant_8khz: [p.relative_to(wav).with_suffix("").as_posix() for p in wav.glob("id10002/*/*")]}
     for i, make in enumerate(BAD):

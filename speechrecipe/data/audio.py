@@ -87,7 +87,7 @@ def _failed(problem: str) -> AudioInfo:
 def _open_problem(path: str | Path, error: sf.LibsndfileError) -> str:
     # Only the failure path pays for the stat calls.
     if not os.path.exists(path):
-        return "file not found"
+        return "broken or looping symbolic link" if os.path.islink(path) else "file not found"
     if os.path.getsize(path) == 0:
         return "empty file"
     if error.code == _SF_ERR_UNRECOGNISED_FORMAT:

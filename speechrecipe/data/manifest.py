@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from speechrecipe.errors import DataError
+from speechrecipe.data.tsv import internal_file_error, read_tsv, write_tsv
 from speechrecipe.fileio import atomic_open
 
 # one encoder for all rows: json.dumps(..., ensure_ascii=False) would build a new one per call
@@ -43,29 +43,20 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise DataError(
-                        f"{path}:{number}: not valid JSON ({e.msg}); delete it and rerun the stage that wrote it"
-                    ) from None
+                    raise internal_file_error(path, number, f"not valid JSON ({e.msg})") from None
     return rows
 
 
 def write_trials(path: str | Path, trials: Iterable[tuple[int, str, str]]) -> None:
     """Write tab-separated `label enroll_id test_id` lines (1 target, 0 non-target), atomically."""
-    with atomic_open(path) as f:
-        for label, enroll, test in trials:
-            f.write(f"{label}\t{enroll}\t{test}\n")
+    write_tsv(path, trials)
 
 
 def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
-    """Read a file written by `write_trials`."""
+    """Read a file written by `write_trials` (ids may hold any character)."""
     trials = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3 or fields[0] not in ("0", "1"):
-                raise DataError(f"{path}:{number}: expected 'label enroll_id test_id' with label 0 or 1, "
-                                f"got {line.strip()!r}; delete it and rerun the stage that wrote it")
-            trials.append((int(fields[0]), fields[1], fields[2]))
+    for number, fields in read_tsv(path):
+        if len(fields) != 3 or fields[0] not in ("0", "1"):
+            raise internal_file_error(path, number, f"expected 'label enroll_id test_id' with label 0 or 1, got {fields!r}")
+        trials.append((int(fields[0]), fields[1], fields[2]))
     return trials

@@ -149,11 +149,11 @@ def _remove_orphans(stem: Path) -> None:
 
 def _write_samples(rows: Sequence[dict], path: Path, sample_rate: int, dtype, name: str) -> list[int] | None:
     """Every row's clip back to back into `path`; the offsets, or None if a clip cannot be `dtype`."""
-    from tqdm import tqdm
+    from speechrecipe.progress import progress
 
     offsets = [0]
     with open(path, "wb") as out:
-        for row in tqdm(rows, desc=f"pack {name}", unit="clip", leave=False):
+        for row in progress(rows, desc=f"pack {name}", unit="clip", leave=False):
             try:
                 clip = _decode(row, sample_rate, dtype)
             except (sf.LibsndfileError, RuntimeError, OSError) as error:

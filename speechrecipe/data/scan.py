@@ -8,11 +8,11 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from tqdm import tqdm
 
 from speechrecipe.data.audio import AudioInfo, probe_audio
-from speechrecipe.fileio import atomic_open
+from speechrecipe.data.tsv import write_tsv
 from speechrecipe.errors import DataError
+from speechrecipe.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +23,45 @@ _MIN_PARALLEL_FILES = 256
 def find_audio(root: str | Path, extensions: tuple[str, ...] = ("wav", "flac")) -> list[Path]:
     """Every file under `root` whose extension is in `extensions` (any case), sorted.
 
-    Names starting with "." are skipped: macOS "._00001.wav" resource forks are not audio.
+    Names starting with "." are skipped: macOS "._00001.wav" resource forks are not audio. A link
+    named like audio that leads nowhere (or to itself) is returned, so probing lists it in
+    bad_audio.tsv; a folder reached again through a link (a loop) or unreadable is skipped with a warning.
     """
     suffixes = tuple("." + e.lower().lstrip(".") for e in extensions)
     found: list[str] = []
-    stack = [os.fspath(root)]
+    stack, seen = [os.fspath(root)], set()
     while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    stack.append(entry.path)
-                elif entry.name.lower().endswith(suffixes) and entry.is_file():
-                    found.append(entry.path)
+        for entry in _folder_entries(stack.pop(), seen):
+            if entry.name.startswith("."):
+                continue
+            if _is_dir(entry):
+                stack.append(entry.path)
+            elif entry.name.lower().endswith(suffixes):
+                found.append(entry.path)
     found.sort()
     return [Path(p) for p in found]
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link to itself: "too many levels of symbolic links"
+        return False
+
+
+def _folder_entries(folder: str, seen: set[tuple[int, int]]) -> list[os.DirEntry]:
+    """The entries of `folder`, or [] (with a warning) for one already scanned or unreadable."""
+    try:
+        info = os.stat(folder)
+        if (info.st_dev, info.st_ino) in seen:
+            log.warning("skipping %s: a link back to a folder already scanned (a loop)", folder)
+            return []
+        seen.add((info.st_dev, info.st_ino))
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as err:
+        log.warning("skipping folder %s: %s", folder, err.strerror or err)
+        return []
 
 
 def probe_files(
@@ -52,7 +75,7 @@ def probe_files(
     paths_str = [os.fspath(p) for p in paths]
     probe_chunk = functools.partial(_probe_chunk, sample_rate=sample_rate, full=full)
     infos: list[AudioInfo] = []
-    with tqdm(total=len(paths_str), desc=desc, unit="files", unit_scale=True, mininterval=0.5) as bar:
+    with progress(total=len(paths_str), desc=desc, unit="files", unit_scale=True, mininterval=0.5) as bar:
         if num_workers <= 1 or len(paths_str) < _MIN_PARALLEL_FILES:
             for path in paths_str:
                 infos.append(probe_audio(path, sample_rate, full))
@@ -76,10 +99,7 @@ def _probe_chunk(paths: list[str], sample_rate: int, full: bool) -> list[AudioIn
 
 def write_bad_audio_report(path: str | Path, bad: list[tuple[Path, str]]) -> None:
     """TSV with header `path<TAB>problem`, one unusable file per line (header only when none)."""
-    with atomic_open(path) as f:
-        f.write("path\tproblem\n")
-        for audio_path, problem in bad:
-            f.write(f"{audio_path}\t{problem}\n")
+    write_tsv(path, bad, header=("path", "problem"))
 
 
 def summarize_checks(

@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from speechrecipe.errors import RunFailure, os_error_in
 from speechrecipe.fileio import atomic_open
-from speechrecipe.errors import RunFailure
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,11 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     try:
         with atomic_open(path, "wb") as handle:
             torch.save(state, handle)
-    except OSError as err:
-        raise _write_failure(path, err) from err
+    except (OSError, RuntimeError) as err:
+        cause = os_error_in(err)  # torch.save wraps a failed write in a RuntimeError
+        if cause is None:
+            raise
+        raise _write_failure(path, cause) from err
 
 
 def write_text_atomic(path: Path, text: str) -> None:

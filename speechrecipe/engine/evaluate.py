@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
-from tqdm import tqdm
 
 from speechrecipe.fileio import file_digest
 from speechrecipe.engine import checkpoint as ckpt
 from speechrecipe.engine.trainer import move_to
 from speechrecipe.errors import RunFailure
+from speechrecipe.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def choose_checkpoints(directory: Path, names: Iterable[str]) -> list[Checkpoint
 def collect(step: Callable[[Any], dict], loader, device: torch.device, desc: str) -> list[dict]:
     """Run `step` over every batch; outputs move to the CPU."""
     outputs = []
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
+    for batch in progress(loader, desc=desc, unit="batch", leave=False):
         outputs.append(move_to(step(move_to(batch, device)), torch.device("cpu")))
     return outputs
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 ROOT = "speechrecipe"
@@ -33,12 +34,29 @@ def setup_console(verbose: bool = False) -> None:
     root.addHandler(handler)
 
 
+class TargetLogHandler(logging.FileHandler):
+    """target_dir/log.txt. A write that fails (a full disk) turns file logging off with one line on the
+    console, instead of logging's traceback for every record; the run goes on or fails on its own."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # a bad log call, not the file: logging's own report
+            return super().handleError(record)
+        logging.getLogger(ROOT).removeHandler(self)
+        try:
+            self.close()
+        except OSError:  # flushing what is buffered fails the same way
+            pass
+        sys.stderr.write(f"warning: {self.baseFilename}: cannot write ({getattr(error, 'strerror', None) or error}); "
+                         "logging to the console only\n")
+
+
 def attach_file_log(path: Path) -> None:
     """Append everything, tracebacks included, to target_dir/log.txt (one file at a time)."""
     detach_file_log()
     root = logging.getLogger(ROOT)
     root.setLevel(logging.DEBUG)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = TargetLogHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter(FILE_FORMAT))
     root.addHandler(handler)

@@ -142,6 +142,9 @@ class Problem:
     default_config: ClassVar[str] = ""
     # prepare_data keys that do not change the prepared manifests (so not in the cache key).
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
+    # ranges of numeric keys this problem adds to speechrecipe/ranges.py's table ({"train.foo": "[1, inf)"})
+    value_ranges: ClassVar[dict[str, str]] = {}
+    cache_lease = None  # the runner's hold on the cache folder (engine/cache.py) while a run is on
     # {dotted key: allowed values}, checked before any stage; merged along the class hierarchy.
     choices: ClassVar[dict[str, tuple]] = {}
     # The report stage's headline metric (a key of evaluate_test_set's result) and its direction.
@@ -218,10 +221,10 @@ class Problem:
 
     def check_config(self) -> None:
         """Checks needing imports (torch class names and kwargs), run before any stage."""
-        from speechrecipe.engine.torch_config import check_torch_class
+        from speechrecipe.engine.torch_config import check_torch_class, is_shipped
 
         for section, module in (("build_optimizer", "torch.optim"), ("build_scheduler", "torch.optim.lr_scheduler")):
-            if section in self.conf:
+            if section in self.conf and not is_shipped(section, self.conf[section], self.config_path()):
                 check_torch_class(section, self.conf[section], module)
         from speechrecipe.errors import ConfigError
 
@@ -292,17 +295,20 @@ class Problem:
         files stay; summary.json, written last and atomically, marks the folder complete.
         """
         from speechrecipe.data import corpus_state
+        from speechrecipe.engine.cache import exclusive_use, mark_complete
         from speechrecipe.engine.checkpoint import write_text_atomic
 
         cache = self.paths.cache
         if self._cache_reusable():
             log.info("prepared data found in cache %s; reusing it", cache)
         else:
-            shutil.rmtree(cache, ignore_errors=True)
-            cache.mkdir(parents=True)
-            summary = prepare(cache)
-            corpus_state.record(cache, self.protocol_files(), self.dataset_root)
-            write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
+            with exclusive_use(self.cache_lease, "it is incomplete, or the corpus or config changed"):
+                shutil.rmtree(cache, ignore_errors=True)
+                cache.mkdir(parents=True)
+                summary = prepare(cache)
+                corpus_state.record(cache, self.protocol_files(), self.dataset_root)
+                mark_complete(cache)
+                write_text_atomic(cache / "summary.json", json.dumps(summary, indent=1, default=str))
             log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
         return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
 
@@ -310,8 +316,14 @@ class Problem:
         """A complete cache folder made from the corpus as it is now."""
         from speechrecipe.data import corpus_state
 
+        from speechrecipe.engine.cache import incomplete
+
         cache = self.paths.cache
         if not (cache / "summary.json").is_file():
+            return False
+        missing = incomplete(cache)
+        if missing:
+            log.info("cache folder %s is incomplete (%s); preparing it again", cache, "; ".join(missing))
             return False
         state = corpus_state.recorded(cache)
         if state is None:  # prepared before corpus.json existed: watch the corpus from now on

@@ -14,8 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from speechrecipe import config as cfglib
+from speechrecipe.engine import cache, distributed
 from speechrecipe.fileio import atomic_write_json, digest, file_digest
-from speechrecipe.engine import distributed
 from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.lock import TargetLock
 from speechrecipe.engine.logs import attach_file_log, detach_file_log
@@ -175,9 +175,12 @@ class Runner:
         while aside.exists():  # forced twice within a second
             aside = aside.with_name(aside.name + "+")
         shutil.move(str(self.paths.checkpoints), aside)
-        if self.paths.train_log.is_file():  # its validations belong to the old training
-            shutil.move(str(self.paths.train_log), aside / self.paths.train_log.name)
-        log.warning("--force: config changed (%s); old checkpoints moved to %s", "; ".join(reasons), aside)
+        # its validations, evaluations and results belong to the old training
+        for old in (self.paths.train_log, self.paths.evaluation, self.paths.results):
+            if old.exists():
+                shutil.move(str(old), aside / old.name)
+        log.warning("--force: config changed (%s); old checkpoints, evaluation and results moved to %s",
+                    "; ".join(reasons), aside)
 
     def config_diff(self) -> list[str]:
         """Lines naming each key that differs from the config saved by the last run."""
@@ -228,10 +231,16 @@ class Runner:
 
     def _run_locked(self, start: int, stop: int, clear_cache: bool) -> None:
         log.info("speechrecipe run %s in %s (stages %d..%d)", self.problem.conf_name, self.paths.target_dir, start, stop)
-        if clear_cache:
-            # under the lock: a live run in this target_dir may be reading the cache
-            shutil.rmtree(self.paths.cache_root, ignore_errors=True)
-            log.info("--clear-cache: emptied %s", self.paths.cache_root)
+        if clear_cache:  # only folders no live run uses (engine/cache.py)
+            cache.clear_cache(self.paths.cache_root)
+        with cache.CacheLease(self.paths.cache_root, self.paths.cache_key, str(self.paths.target_dir.resolve())) as lease:
+            self.problem.cache_lease = lease
+            try:
+                self._run_plan(start, stop)
+            finally:
+                self.problem.cache_lease = None
+
+    def _run_plan(self, start: int, stop: int) -> None:
         plan = self.plan(start, stop)
         self.check_earlier_done(plan)
         self.problem.check_config()

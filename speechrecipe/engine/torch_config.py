@@ -1,13 +1,28 @@
 """Validate `name` + `conf` sections that name a torch class, before any heavy work."""
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+from pathlib import Path
 
 from omegaconf import DictConfig
 
-from speechrecipe.config import closest
+from speechrecipe.config import closest, load_schema
 from speechrecipe.errors import ConfigError
+
+
+@functools.lru_cache(maxsize=8)
+def _schema(path: Path) -> DictConfig:
+    return load_schema(path)
+
+
+def is_shipped(section: str, conf: DictConfig, schema_path: Path) -> bool:
+    """Whether `section` names the class of the problem's default YAML with only argument names that file
+    gives (tests/test_config.py checks those against torch): then there is no need to import torch to check it."""
+    shipped = _schema(Path(schema_path)).get(section)
+    return (shipped is not None and conf.get("name") == shipped.get("name")
+            and set(conf.get("conf") or {}) <= set(shipped.get("conf") or {}))
 
 
 def check_torch_class(section: str, conf: DictConfig, module_name: str) -> None:

@@ -21,7 +21,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from speechrecipe.data.dataset import ManifestDataset, make_loader
 from speechrecipe.data.sampler import EpochBatchSampler, sample_seed
@@ -30,6 +29,7 @@ from speechrecipe.engine import distributed
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.prefetch import Prefetch
 from speechrecipe.errors import Interrupted, RunFailure
+from speechrecipe.progress import progress
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -294,8 +294,8 @@ class Trainer:
     def _loop(self, batches, total: int) -> None:
         self.task.train()
         window = Window()
-        bar = tqdm(total=total, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True,
-                   disable=not self.world.main)
+        bar = progress(total=total, initial=self.state.step, desc="train", unit="step", disable=not self.world.main,
+                       tenths=False)  # in a file or a pipe: a plain line every train.log_step
         try:
             while self.state.step < total:
                 # forward passes update buffers (batch-norm statistics) even when the loss is NaN
@@ -412,7 +412,7 @@ class Trainer:
                 f"in {ckpt.step_path(self.paths.checkpoints, self.state.step)}; lower the learning rate or check the data"
             )
 
-    def _after_update(self, window: Window, bar: tqdm, total: int) -> None:
+    def _after_update(self, window: Window, bar, total: int) -> None:
         step = self.state.step
         if step % int(self.conf.log_step) == 0 or step == total:
             stats = window.summary(self._collective_device)

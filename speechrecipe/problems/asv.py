@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
+from speechrecipe.config import closest
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
 from speechrecipe.errors import ConfigError
@@ -226,18 +227,31 @@ class ASV(Problem):
 
     def check_config(self) -> None:
         super().check_config()
-        names = self.test_sets()
         for key in ("noise_dir", "rir_dir"):
             folder = self.conf.build_dataset.augment[key]
             if folder is not None and not Path(folder).is_dir():
                 raise ConfigError(f"build_dataset.augment.{key}: {folder} is not a folder; give a folder of .wav/.flac files or null")
-        for item in self.conf.prepare_data.test_sets:
-            if not isinstance(item, DictConfig) or not {"name", "trial_file"} <= set(item.keys()) <= TEST_SET_KEYS:
-                raise ConfigError("prepare_data.test_sets: each entry needs `name` and `trial_file` "
-                                  "(and may set `exclude_speakers: true|false`)")
+        for i, item in enumerate(self.conf.prepare_data.test_sets):
+            _check_test_set_keys(i, item)
             if not isinstance(item.get("exclude_speakers", True), bool):
                 raise ConfigError(f"prepare_data.test_sets: {item.name}.exclude_speakers must be true or false")
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(item.name)) or item.name == "valid":
                 raise ConfigError(f"prepare_data.test_sets: name {item.name!r} must be letters, digits, _ . - (not 'valid')")
+        names = self.test_sets()
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
+
+
+def _check_test_set_keys(index: int, item) -> None:
+    """A test-set entry has `name` and `trial_file` (and may set `exclude_speakers`): one line naming a wrong key."""
+    where = f"prepare_data.test_sets[{index}]"
+    if not isinstance(item, DictConfig):
+        raise ConfigError(f"{where}: {item!r} is not a mapping; give {{name: ..., trial_file: ...}}")
+    for key in item.keys():
+        if key not in TEST_SET_KEYS:
+            close = closest(str(key), TEST_SET_KEYS)
+            hint = f"did you mean {close}?" if close else f"a test set takes {', '.join(sorted(TEST_SET_KEYS))}"
+            raise ConfigError(f"{where}.{key}: unknown key; {hint}")
+    for key in ("name", "trial_file"):
+        if key not in item:
+            raise ConfigError(f"{where}.{key}: missing; each test set needs name and trial_file")

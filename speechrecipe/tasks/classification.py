@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechrecipe.data.encoder import LabelEncoder
-from speechrecipe.fileio import atomic_open
+from speechrecipe.data.tsv import write_tsv
 from speechrecipe.metrics.accuracy import accuracy, confusion_matrix, plot_confusion, top_k_accuracy, write_confusion_csv
 
 
@@ -70,12 +70,11 @@ def write_predictions(prefix: Path, ids: list[str], logits: list[Tensor], labels
     """<prefix>.predictions.tsv (true and predicted class per field), and with `confusion`
     <prefix>.confusion_<field>.csv and .png per field."""
     predicted = [out.argmax(-1) for out in logits]
-    with atomic_open(f"{prefix}.predictions.tsv") as f:
-        f.write("\t".join(["id", *(f"{field}\t{field}_predicted" for field in encoders)]) + "\n")
-        for i, utt in enumerate(ids):
-            cells = [f"{e.decode(int(labels[i, k]))}\t{e.decode(int(predicted[k][i]))}"
-                     for k, e in enumerate(encoders.values())]
-            f.write("\t".join([utt, *cells]) + "\n")
+    header = ["id", *(name for field in encoders for name in (field, f"{field}_predicted"))]
+    rows = ([utt, *(c for k, e in enumerate(encoders.values())
+                    for c in (e.decode(int(labels[i, k])), e.decode(int(predicted[k][i]))))]
+            for i, utt in enumerate(ids))
+    write_tsv(f"{prefix}.predictions.tsv", rows, header)
     if confusion:
         for k, (field, encoder) in enumerate(encoders.items()):
             matrix = confusion_matrix(predicted[k], labels[:, k], len(encoder))

@@ -67,20 +67,23 @@ def as_norm(scores: torch.Tensor, table: torch.Tensor, enroll: torch.Tensor, tes
 
 
 def write_scores(path: Path, trials: Trials, scores: torch.Tensor) -> None:
-    """`enroll test score label` lines, one per trial."""
-    from speechrecipe.fileio import atomic_open
+    """Tab-separated `enroll test score label` lines, one per trial."""
+    from speechrecipe.data.tsv import write_tsv
 
-    with atomic_open(path) as handle:
-        for e, t, s, label in zip(trials.enroll.tolist(), trials.test.tolist(), scores.tolist(), trials.labels.tolist()):
-            handle.write(f"{trials.ids[e]} {trials.ids[t]} {s:.6f} {label}\n")
+    write_tsv(path, ((trials.ids[e], trials.ids[t], f"{s:.6f}", label) for e, t, s, label in
+                     zip(trials.enroll.tolist(), trials.test.tolist(), scores.tolist(), trials.labels.tolist())))
 
 
 def read_scores(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, labels) from a file written by write_scores."""
+    from speechrecipe.data.tsv import internal_file_error, read_tsv
+
     scores, labels = [], []
-    with open(path) as handle:
-        for line in handle:
-            _, _, score, label = line.split()
-            scores.append(float(score))
-            labels.append(int(label))
+    for number, fields in read_tsv(path):
+        if len(fields) == 1:  # written before scores were tab-separated: ids held no spaces then
+            fields = fields[0].split()
+        if len(fields) != 4:
+            raise internal_file_error(path, number, f"expected 'enroll test score label', got {fields!r}")
+        scores.append(float(fields[2]))
+        labels.append(int(fields[3]))
     return torch.tensor(scores), torch.tensor(labels)

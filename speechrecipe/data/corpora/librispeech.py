@@ -18,7 +18,7 @@ from pathlib import Path
 
 from speechrecipe.data.corpora.common import corpus_root, probe_rows
 from speechrecipe.data.manifest import test_manifest_name, write_jsonl
-from speechrecipe.fileio import atomic_open
+from speechrecipe.data.tsv import write_tsv
 from speechrecipe.data.scan import find_audio
 from speechrecipe.errors import DataError
 
@@ -153,10 +153,7 @@ def _require_distinct_ids(splits: list[Split]) -> None:
 def _report_unpaired(splits: list[Split], report: Path, strict: bool) -> None:
     """unpaired.tsv (split, id, problem, where); one warning per kind with a count and examples."""
     found = [(s.name, *item) for s in splits for item in s.unpaired()]
-    with atomic_open(report) as handle:
-        handle.write("split\tid\tproblem\twhere\n")
-        for row in found:
-            handle.write("\t".join(row) + "\n")
+    write_tsv(report, found, header=("split", "id", "problem", "where"))
     for problem, what in (("transcript without audio", "transcript lines have no audio file"),
                           ("audio without transcript", "audio files have no transcript line")):
         ids = [f"{split}/{utt}" for split, utt, kind, _ in found if kind == problem]

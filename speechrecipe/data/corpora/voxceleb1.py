@@ -206,10 +206,11 @@ def _corpus_file(root: Path, name: str, key: str) -> Path:
 
 
 def _list_lines(path: Path, expected: str, labels: tuple[str, ...], fields: int):
-    """The whitespace-separated fields of each non-blank line of a VoxCeleb list, shape checked."""
+    """The fields of each non-blank line of a VoxCeleb list, shape checked: whitespace-separated, or
+    tab-separated where a line holds a tab (so paths with spaces can be listed)."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            parts = line.split()
+            parts = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
             if not parts:
                 continue
             if len(parts) != fields or parts[0] not in labels:
@@ -219,8 +220,18 @@ def _list_lines(path: Path, expected: str, labels: tuple[str, ...], fields: int)
 
 
 def _read_trials(path: Path) -> list[Trial]:
+    """The trials of a list, each once: an empty list is refused, a repeated line left out with a warning."""
     expected = "<0|1> <speaker/video/nnnnn.wav> <speaker/video/nnnnn.wav>"
-    return [(int(label), _utt_id(a), _utt_id(b)) for label, a, b in _list_lines(path, expected, ("0", "1"), 3)]
+    trials = [(int(label), _utt_id(a), _utt_id(b)) for label, a, b in _list_lines(path, expected, ("0", "1"), 3)]
+    if not trials:
+        raise DataError(f"{path}: holds no trials; expected lines '{expected}'")
+    labels: dict[tuple[str, str], int] = {}
+    for label, a, b in trials:
+        if labels.setdefault((a, b), label) != label:
+            raise DataError(f"{path}: the pair {a} {b} is listed both as target (1) and non-target (0); keep one")
+    if len(labels) < len(trials):
+        log.warning("%s: %d repeated trial lines left out (each pair is scored once)", path, len(trials) - len(labels))
+    return list(dict.fromkeys(trials))
 
 
 def _read_iden_split(path: Path) -> dict[str, int]:
