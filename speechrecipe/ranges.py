@@ -33,6 +33,10 @@ RANGES: dict[str, str] = {
     "prepare_data.num_valid_trials": COUNT,
     "prepare_data.silence_fraction": PROBABILITY,
     "prepare_data.silence_secs": POSITIVE,
+    "prepare_data.sample_rate": COUNT,  # dump-feature (the training problems take build_dataset.sample_rate)
+    # dump-feature, stage 1
+    "dump.shard_secs": POSITIVE,
+    "dump.batch_secs": POSITIVE,
     # stage 1
     "build_tokenizer.vocab_size": COUNT,
     # data
