@@ -33,7 +33,10 @@ RANGES: dict[str, str] = {
     "prepare_data.num_valid_trials": COUNT,
     "prepare_data.silence_fraction": PROBABILITY,
     "prepare_data.silence_secs": POSITIVE,
-    "prepare_data.sample_rate": COUNT,  # dump-feature
+    "prepare_data.sample_rate": COUNT,  # dump-feature (the training problems take build_dataset.sample_rate)
+    # dump-feature, stage 1
+    "dump.shard_secs": POSITIVE,
+    "dump.batch_secs": POSITIVE,
     # stage 1
     "build_tokenizer.vocab_size": COUNT,
     # data
@@ -107,9 +110,6 @@ RANGES: dict[str, str] = {
     "train.max_nonfinite_updates": COUNT,
     "train.num_workers": COUNT0,
     "train.prefetch_batches": COUNT0,
-    # dump-feature
-    "dump.shard_secs": POSITIVE,
-    "dump.batch_secs": POSITIVE,
     # evaluation (stage 3)
     "evaluate.beam_size": COUNT,
     "evaluate.lm.weight": NONNEGATIVE,

@@ -232,9 +232,6 @@ class DumpFeature(Problem):
     def check_config(self) -> None:
         super().check_config()
         c = self.conf.prepare_data
-        for key in ("dump.shard_secs", "dump.batch_secs"):
-            if not OmegaConf.select(self.conf, key) > 0:
-                raise ConfigError(f"{key}: {OmegaConf.select(self.conf, key)} must be more than 0 seconds")
         if c.corpus == LIST:
             if not c.list_file or not self.list_file.is_file():
                 raise ConfigError(f"prepare_data.list_file: {c.list_file} is not a file; with prepare_data.corpus=list "
