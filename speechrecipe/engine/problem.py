@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from speechrecipe.config import select
 from speechrecipe.fileio import atomic_write_json, digest
 from speechrecipe.engine.paths import ExperimentPaths
+from speechrecipe.nn.catalog import PRECOMPUTED
 
 if TYPE_CHECKING:
     import torch
@@ -255,8 +256,8 @@ class Problem:
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
 
-        if "build_upstream" in self.conf and "build_dataset" in self.conf:
-            from speechrecipe.data.frames import check_precomputed
+        if "build_dataset" in self.conf and OmegaConf.select(self.conf, "build_upstream.name") == PRECOMPUTED:
+            from speechrecipe.data.frames import check_precomputed  # imports torch: only when it is used
 
             check_precomputed(self.conf)
 
