@@ -115,8 +115,9 @@ def compare(
     changed = sorted(k for k in set(deps) | set(record.deps) if deps.get(k) != record.deps.get(k))
     reasons = [f"{k} {record.deps.get(k)!r} → {deps.get(k)!r}" for k in changed]
     if upstream is not None:  # None: an earlier stage runs first, so its inputs cannot be judged yet
+        # a changed config key also moves the cache folder: name the folder only when nothing else explains it
         why = [_input_changed(k, upstream.get(k)) for k in sorted(set(upstream) | set(record.upstream))
-               if record.upstream.get(k) != upstream.get(k)]
+               if record.upstream.get(k) != upstream.get(k) and not (k == CACHE_FOLDER and changed)]
         reasons += [reason for reason in why if reason]
     differ: dict[str, list[Path]] = {"changed": [], "missing": []}
     for recorded, old in record.files.items():
