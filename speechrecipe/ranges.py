@@ -118,6 +118,12 @@ RANGES: dict[str, str] = {
     "evaluate.asnorm_top_n": COUNT,
     "evaluate.asnorm_cohort_per_speaker": COUNT,
     "evaluate.top_k": COUNT,
+    # report (stage 4): 0 resamples turns the intervals off
+    "report.resamples": COUNT0,
+    "report.seed": "[0, 4294967295]",
+    # asv: s3prl-like crops and duration-bucketed batches
+    "build_dataset.min_secs": NONNEGATIVE,
+    "build_batch_sampler.bucket_batches": COUNT,
     # diarization
     "prepare_data.mini.seed": "[0, 4294967295]",
     "prepare_data.mini.recordings.train": COUNT,
