@@ -53,6 +53,7 @@ def test_status_of_a_live_run_and_tensorboard_steps_once_after_a_kill(tmp_path):
     while not any(step >= 14 for step in train_steps(tmp_path)):
         assert process.poll() is None and time.time() < deadline, process.communicate()
         time.sleep(0.005)
+    process.send_signal(signal.SIGSTOP)  # held between steps 14 and 24, however fast the machine trains
     lines = status(tmp_path)
     assert f"run: live (pid {process.pid})" in lines
     (training,) = [l for l in lines if l.startswith("training: ")]

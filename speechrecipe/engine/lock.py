@@ -26,6 +26,24 @@ class Holder(NamedTuple):
     host: str
     started: str | None  # the process's start time when it took the lock (None: not recorded)
 
+    def alive(self) -> bool:
+        """Its process still runs (on this host): the pid is live and was not reused since."""
+        if not pid_alive(self.pid):
+            return False
+        now = process_start(self.pid)
+        return not (self.started and now and now != self.started)
+
+
+def read_holder(path: Path) -> Holder | None:
+    """Who holds the lock file at `path` ("pid@host", then "started <time>"); None: no readable lock."""
+    try:
+        first, *rest = Path(path).read_text().strip().splitlines()
+        pid, _, host = first.partition("@")
+        started = rest[0].removeprefix("started ").strip() if rest else None
+        return Holder(int(pid), host, started)
+    except (OSError, ValueError):
+        return None
+
 
 @contextmanager
 def _takeover_guard(directory: Path) -> Iterator[None]:
@@ -51,13 +69,7 @@ class TargetLock:
         self.owner = f"{os.getpid()}@{self.host}" + (f"\nstarted {started}" if started else "")
 
     def _holder(self) -> Holder | None:
-        try:
-            first, *rest = self.path.read_text().strip().splitlines()
-            pid, _, host = first.partition("@")
-            started = rest[0].removeprefix("started ").strip() if rest else None
-            return Holder(int(pid), host, started)
-        except (OSError, ValueError):
-            return None
+        return read_holder(self.path)
 
     def __enter__(self) -> "TargetLock":
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
@@ -94,8 +106,7 @@ class TargetLock:
         if holder.pid == os.getpid():
             log.warning("taking over %s, left by an earlier run in this process", self.path)
         elif pid_alive(holder.pid):
-            now = process_start(holder.pid)
-            if not (holder.started and now and now != holder.started):
+            if holder.alive():
                 raise SpeechRecipeError(
                     f"{self.path.parent} is in use by a live run (pid {holder.pid}); wait for it to finish or use "
                     f"another --target-dir (if `ps -p {holder.pid} -o args` shows no speechrecipe run, "

@@ -10,7 +10,7 @@ from speechrecipe.engine.figures import kind_of, show_interval, show_named
 from speechrecipe.engine.records import StageRecord
 from speechrecipe.engine.train_log import Progress, progress, read_events
 from speechrecipe.errors import ConfigError
-from speechrecipe.process import pid_alive
+from speechrecipe.engine.lock import read_holder
 
 
 def describe_status(target_dir: Path) -> str:
@@ -69,16 +69,14 @@ def result_line(row: dict) -> str:
 
 def _lock_line(lock: Path) -> tuple[bool, str]:
     """(a live process holds the lock, a line saying so)."""
-    try:
-        pid_text, _, host = lock.read_text().strip().partition("@")
-        pid = int(pid_text)
-    except (OSError, ValueError):
+    holder = read_holder(lock)
+    if holder is None:
         return False, "run: none live (no lock)"
-    if host != socket.gethostname():
-        return False, f"run: locked by pid {pid} on host {host} (cannot check from here)"
-    if pid_alive(pid):
-        return True, f"run: live (pid {pid})"
-    return False, f"run: none live (the lock's pid {pid} is no longer running)"
+    if holder.host != socket.gethostname():
+        return False, f"run: locked by pid {holder.pid} on host {holder.host} (cannot check from here)"
+    if holder.alive():
+        return True, f"run: live (pid {holder.pid})"
+    return False, f"run: none live (the lock's pid {holder.pid} is no longer running)"
 
 
 def _progress_line(state: Progress, live: bool) -> str:
