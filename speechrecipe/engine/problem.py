@@ -226,17 +226,17 @@ class Problem:
         return getattr(torch.optim.lr_scheduler, conf.name)(optimizer, **conf.conf)
 
     def check_config(self) -> None:
-        """Checks needing imports (torch class names and kwargs), run before any stage."""
+        """Checks beyond the schema (torch class names and kwargs, choices, sections with code of their own),
+        run by run, --dry-run, config and stages before any work."""
+        from speechrecipe.engine import pretrained
+        from speechrecipe.engine.report import ReportSettings
         from speechrecipe.engine.torch_config import check_torch_class, is_shipped
+        from speechrecipe.errors import ConfigError
+        from speechrecipe.nn.catalog import check_upstream
 
         for section, module in (("build_optimizer", "torch.optim"), ("build_scheduler", "torch.optim.lr_scheduler")):
             if section in self.conf and not is_shipped(section, self.conf[section], self.config_path()):
                 check_torch_class(section, self.conf[section], module)
-        from speechrecipe.errors import ConfigError
-
-        from speechrecipe.engine import pretrained
-        from speechrecipe.nn.catalog import check_upstream
-
         pretrained.check(self.conf.get("pretrained"))
         check_upstream(self.conf)
         train = self.conf.get("train", {})
@@ -248,14 +248,11 @@ class Problem:
             from speechrecipe.engine.tensorboard import require_tensorboard
 
             require_tensorboard()
-        from speechrecipe.engine.report import ReportSettings
-
         ReportSettings.from_conf(self.conf.get("report"))  # report.select and resamples, before any work
         for key, allowed in self.all_choices().items():
             value = OmegaConf.select(self.conf, key)
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-
         if "build_dataset" in self.conf and OmegaConf.select(self.conf, "build_upstream.name") == PRECOMPUTED:
             from speechrecipe.data.frames import check_precomputed  # imports torch: only when it is used
 
