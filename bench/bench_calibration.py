@@ -11,12 +11,18 @@ training utterances when the defaults do (sid: 200 x 32, intent: 300 x 32). Prin
 row per model: test accuracy with its 95 % interval, the majority class, training utterances/s and
 their ratio to the reference's, with `uptime`'s load average before and after (speed on a loaded
 machine says little; the accuracies are deterministic).
+
+    .venv/bin/python bench/bench_calibration.py --problem intent --speed 40 --rounds 2
+
+measures speed alone: reference and default taking turns, `--speed` updates each (stage 2 only, no
+test), training utterances/s of each and their ratio per round, with the load average around each round.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,25 +35,47 @@ CORPUS = {"sid": CALIBRATION_ROOT / "voxceleb1_sid_small", "intent": CALIBRATION
 
 
 def load() -> str:
-    return os.getloadavg().__repr__()
+    """`uptime`'s load averages (1, 5, 15 min)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def reference(problem: str, root: Path, out: Path) -> dict:
+def reference(problem: str, root: Path, out: Path, updates: list[str] = ()) -> dict:
     out.unlink(missing_ok=True)
-    subprocess.run([sys.executable, str(BENCH / f"reference_{problem}.py"), "--root", str(root), "--out", str(out)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, str(BENCH / f"reference_{problem}.py"), "--root", str(root), "--out", str(out),
+                    *updates], check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text().splitlines()[-1])
+
+
+def train_speed(target: Path) -> float:
+    """Mean training utterances/s of the log windows after the first (which holds the start-up)."""
+    events = [json.loads(line) for line in (target / "train_log.jsonl").read_text().splitlines()]
+    train = [e for e in events if e.get("event") == "train"][1:]
+    return round(sum(e["utt_per_s"] for e in train) / len(train), 1)
+
+
+def speed(problem: str, root: Path, work: Path, updates: int, rounds: int, overrides: list[str]) -> None:
+    print("| round | load average before, after | reference utt/s | default utt/s | default / reference |")
+    print("|---|---|---|---|---|")
+    for k in range(1, rounds + 1):
+        before = load()
+        ref = reference(problem, root, work / "speed.jsonl", ["--updates", str(updates)])["train_utt_per_s"]
+        target = work / f"speed_{problem}_{k}"
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "speechrecipe", "run", problem, "--stop", "2", "--target-dir", str(target),
+                        f"prepare_data.dataset_root={root}", f"train.total_steps={updates}",
+                        f"train.log_step={max(1, updates // 4)}", f"train.eval_step={updates}", *overrides],
+                       check=True, stdout=subprocess.DEVNULL)
+        ours = train_speed(target)
+        print(f"| {k} | {before}, {load()} | {ref} | {ours} | {ours / ref:.2f} |")
 
 
 def default(problem: str, root: Path, target: Path, overrides: list[str]) -> dict:
     subprocess.run([sys.executable, "-m", "speechrecipe", "run", problem, "--target-dir", str(target),
                     f"prepare_data.dataset_root={root}", *overrides], check=True, stdout=subprocess.DEVNULL)
     results = json.loads((target / "results" / "results.json").read_text())["test"]
-    events = [json.loads(line) for line in (target / "train_log.jsonl").read_text().splitlines()]
-    train = [e for e in events if e.get("event") == "train"][1:]  # the first window holds the start-up
     interval = results["intervals"]["accuracy"]
     return {"test": {"accuracy": round(results["accuracy"], 1), "interval": [round(interval["low"], 1), round(interval["high"], 1)]},
-            "checkpoint": results["checkpoint"], "train_utt_per_s": round(sum(e["utt_per_s"] for e in train) / len(train), 1)}
+            "checkpoint": results["checkpoint"], "train_utt_per_s": train_speed(target)}
 
 
 def main() -> None:
@@ -55,10 +83,15 @@ def main() -> None:
     p.add_argument("--problem", choices=sorted(CORPUS), required=True)
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_calibration"), help="targets and logs")
     p.add_argument("--overrides", nargs="*", default=[], help="config overrides for the default run")
+    p.add_argument("--speed", type=int, help="only measure speed, over this many updates per run")
+    p.add_argument("--rounds", type=int, default=2, help="with --speed: reference/default pairs")
     args = p.parse_args()
     root = CORPUS[args.problem]
     subprocess.run([sys.executable, str(BENCH / "calibration" / f"make_{args.problem}_corpus.py")], check=True)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.speed:
+        speed(args.problem, root, args.work, args.speed, args.rounds, args.overrides)
+        return
     before = load()
     ref = reference(args.problem, root, args.work / f"reference_{args.problem}.jsonl")
     ours = default(args.problem, root, args.work / f"default_{args.problem}", args.overrides)
