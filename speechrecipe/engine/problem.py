@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -26,21 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# train.* keys that never change what training produces.
-TRAIN_IGNORED = (
-    "train.log_step",
-    "train.eval_step",
-    "train.save_step",
-    "train.keep_num_ckpts",
-    "train.auto_resume",
-    "train.resume_ckpt_dir",
-    "train.valid_metric",
-    "train.valid_higher_better",
-    "train.max_nonfinite_updates",
-    "train.prefetch_batches",
-    "train.find_unused_parameters",
-    "train.tensorboard",
-)
 # train.* keys that may change on resume: training continues from the latest checkpoint.
 TRAIN_RESUME_SAFE = ("train.total_steps",)
 
@@ -118,6 +103,7 @@ class RunContext:
     device: str = "auto"
     num_workers: int | None = None  # None: the config's train.num_workers
     force: bool = False
+    redo: int | None = None  # --redo N: stage N runs again from scratch
 
 
 class Problem:
@@ -157,6 +143,13 @@ class Problem:
     metric: ClassVar[str] = ""
     higher_better: ClassVar[bool] = False
     results_title: ClassVar[str] = "Results"
+    stage_texts: ClassVar[dict[int, str]] = {}  # {stage number: what it does in this problem}, merged along the hierarchy
+    # config keys that only name or define test sets (training does not depend on them)
+    test_set_keys: ClassVar[tuple[str, ...]] = ()
+    # The sections this problem adds to the engine's (conf/trainer.yaml) and the keys it adds inside the
+    # engine's sections; its default YAML may hold nothing else (merged along the class hierarchy).
+    config_sections: ClassVar[tuple[str, ...]] = ("prepare_data",)
+    engine_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: DictConfig, paths: ExperimentPaths, context: RunContext | None = None):
         self.conf = config
@@ -165,14 +158,20 @@ class Problem:
 
     @classmethod
     def stages(cls) -> list[Stage]:
-        """The stage table, read from the @stage marks along the class hierarchy."""
+        """The stage table, read from the @stage marks along the class hierarchy, each stage described in
+        this problem's words where `stage_texts` has some."""
         found: dict[int, Stage] = {}
         for klass in reversed(cls.__mro__):
             for value in vars(klass).values():
                 mark = getattr(value, "_stage", None)
                 if isinstance(mark, Stage):
                     found[mark.number] = mark
-        return [found[n] for n in sorted(found)]
+        return [cls.complete_stage(found[n]) for n in sorted(found)]
+
+    @classmethod
+    def complete_stage(cls, mark: Stage) -> Stage:
+        """A declared stage as this problem runs it: described in its words where `stage_texts` has some."""
+        return replace(mark, description=cls.merged("stage_texts").get(mark.number, mark.description))
 
     @classmethod
     def stage_with_role(cls, role: str) -> Stage | None:
@@ -261,10 +260,27 @@ class Problem:
     @classmethod
     def all_choices(cls) -> dict[str, tuple]:
         """`choices` of the whole class hierarchy, nearest class last (it wins)."""
-        merged: dict[str, tuple] = {}
+        return cls.merged("choices")
+
+    @classmethod
+    def merged(cls, attribute: str) -> dict:
+        """A mapping class attribute merged along the class hierarchy, nearest class last (it wins)."""
+        merged: dict = {}
         for klass in reversed(cls.__mro__):
-            merged.update(vars(klass).get("choices", {}))
+            merged.update(vars(klass).get(attribute, {}))
         return merged
+
+    @classmethod
+    def declared_config(cls) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(config_sections, engine_keys) of the whole class hierarchy."""
+        sections = tuple(dict.fromkeys(s for k in reversed(cls.__mro__) for s in vars(k).get("config_sections", ())))
+        keys = tuple(dict.fromkeys(s for k in reversed(cls.__mro__) for s in vars(k).get("engine_keys", ())))
+        return sections, keys
+
+    def redoing(self, role: str) -> bool:
+        """--redo names the stage with `role`: it runs from scratch."""
+        entry = self.stage_with_role(role)
+        return entry is not None and self.context.redo == entry.number
 
     def section(self, name: str) -> DictConfig:
         """The config section `name`, or an empty one where the problem has none."""
@@ -288,10 +304,6 @@ class Problem:
     def num_workers(self) -> int:
         return int(self.conf.train.num_workers if self.context.num_workers is None else self.context.num_workers)
 
-    def stage_entry(self, number: int) -> Stage:
-        (entry,) = [s for s in self.stages() if s.number == number]
-        return entry
-
     def train_run_id(self) -> str:
         """Identifies what training produces: its config minus keys safe to change on resume."""
         entry = self.stage_with_role("train")
@@ -309,7 +321,9 @@ class Problem:
         from speechrecipe.engine.checkpoint import write_text_atomic
 
         cache = self.paths.cache
-        if self._cache_reusable():
+        if self.redoing("prepare"):
+            log.info("--redo: preparing %s again", cache)
+        if not self.redoing("prepare") and self._cache_reusable():
             log.info("prepared data found in cache %s; reusing it", cache)
         else:
             with exclusive_use(self.cache_lease, "it is incomplete, or the corpus or config changed"):
@@ -394,6 +408,22 @@ class Problem:
         self.apply_pretrained(task)
         task.load_state_dict(state["model"])
 
+    def test_outputs(self, task, split: str, encoder: Any, desc: str = "evaluate") -> list[dict]:
+        """task.test_step over a split's length-sorted evaluation batches (build_batch_sampler.eval_batch_secs)."""
+        import torch
+
+        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.errors import DataError
+
+        device = torch.device(self.device)
+        task.to(device).eval()
+        dataset = self.build_dataset(self.conf.build_dataset, split, encoder)
+        if not dataset.rows:
+            raise DataError(f"{self.paths.manifest(split)} holds no utterances; "
+                            f"see the counts in {self.paths.cache / 'summary.json'}")
+        loader = self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs)
+        return collect(task.test_step, loader, device, f"{desc} {split}")
+
     def eval_loader(self, dataset, batch_secs: float):
         """Length-sorted evaluation batches of a ManifestDataset under a padded-audio budget."""
         from speechrecipe.data.dataset import make_loader
@@ -412,11 +442,20 @@ class Problem:
         keep_freed_memory()
         directory = Path(conf.test_ckpt_dir) if conf.test_ckpt_dir else self.paths.checkpoints
         checkpoints = choose_checkpoints(directory, list(conf.test_ckpt_steps))
-        key = {"evaluate": digest(select(self.conf, ["evaluate"], exclude=("evaluate.test_ckpt_steps",)))}
+        key = {"evaluate": digest(self.evaluation_settings())}
         inputs = {t: digest([file_digest(p) for p in self.test_set_files(t)]) for t in test_sets}
         written = evaluate_all(checkpoints, test_sets, self.paths.evaluation, key, evaluate_one, inputs)
         atomic_write_json(self.paths.evaluation / "latest.json", [str(p) for p in written])
         return written
+
+    def evaluation_settings(self) -> dict[str, Any]:
+        """The keys stage 3 depends on and training does not (evaluate.*, ...), less the checkpoints chosen and the
+        test sets' names: a checkpoint × test set pair evaluated under the same settings is reused."""
+        evaluate, train = self.stage_with_role("evaluate"), self.stage_with_role("train")
+        ignore = (*evaluate.ignore, "evaluate.test_ckpt_steps", *self.test_set_keys)
+        settings = select(self.conf, evaluate.uses, exclude=ignore)
+        trained = select(self.conf, train.uses, exclude=train.ignore) if train else {}
+        return {key: value for key, value in settings.items() if key not in trained}
 
     def test_set_files(self, test_set: str) -> list[Path]:
         """The prepared files that define a test set (its manifest); a change re-evaluates it."""
