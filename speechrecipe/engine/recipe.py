@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from speechrecipe.config import ALL
-from speechrecipe.engine.problem import TRAIN_RESUME_SAFE, Problem, Stage, stage
+from speechrecipe.engine.problem import Problem
+from speechrecipe.engine.stages import Stage, stage
 
 # Keys that change no number a run produces (speed, logging, where to resume from, when to validate and
 # save and which checkpoint to keep: the weights of every step stay the same). No stage depends on them.
@@ -34,6 +35,8 @@ RUNTIME_KEYS = (
 )
 # Keys outside `evaluate:` that only validation and stage 3 read: training does not depend on them.
 EVALUATION_KEYS = ("build_batch_sampler.eval_batch_secs",)
+# Keys that may change while training continues from the latest checkpoint.
+TRAIN_RESUME_SAFE = ("train.total_steps",)
 TEST_CKPT_STEPS = "evaluate.test_ckpt_steps"
 
 

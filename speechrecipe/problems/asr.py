@@ -183,7 +183,7 @@ class ASR(Recipe):
 
         from speechrecipe.data.manifest import read_jsonl
         from speechrecipe.data.tokenizer import normalize
-        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.engine.pairs import collect
         from speechrecipe.tasks.asr import decode_batch, score_hypotheses, write_hypotheses
 
         device = torch.device(self.device)
@@ -202,8 +202,6 @@ class ASR(Recipe):
             from speechrecipe.data.tokenizer import require_sentencepiece
 
             require_sentencepiece()  # a missing optional package is reported before stage 0
-        if self.conf.evaluate.beam_size < 1:
-            raise ConfigError(f"evaluate.beam_size: {self.conf.evaluate.beam_size}; use 1 or more")
         lm = self.conf.evaluate.lm
         for key in ("path", "lexicon"):
             if lm[key] and not Path(lm[key]).expanduser().is_file():

@@ -157,7 +157,7 @@ class ASV(Recipe):
         import torch
 
         from speechrecipe.data.manifest import read_trials
-        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.engine.pairs import collect
         from speechrecipe.metrics.eer import eer
         from speechrecipe.metrics.mindcf import min_dcf
         from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, embedding_table, write_scores
@@ -183,7 +183,7 @@ class ASV(Recipe):
         import torch.nn.functional as F
 
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.engine.pairs import collect
 
         per_speaker: dict[str, list[dict]] = {}
         for row in read_jsonl(self.paths.manifest("train")):
@@ -233,9 +233,6 @@ class ASV(Recipe):
         names = self.test_sets()
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
-        if self.conf.build_batch_sampler.bucket_batches < 1:
-            raise ConfigError(f"build_batch_sampler.bucket_batches: {self.conf.build_batch_sampler.bucket_batches} "
-                              "must be at least 1 (batches per length-sorted pool)")
 
 
 def _check_test_set_keys(index: int, item) -> None:

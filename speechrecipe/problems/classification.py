@@ -187,5 +187,5 @@ class UtteranceClassification(Recipe):
         fields = list(self.conf.build_encoder.fields)
         if not fields or len(set(fields)) != len(fields):
             raise ConfigError(f"build_encoder.fields: {fields} must name one or more distinct manifest fields")
-        if any(not isinstance(k, int) or k < 1 for k in self.conf.evaluate.top_k):
-            raise ConfigError(f"evaluate.top_k: {list(self.conf.evaluate.top_k)} must be whole numbers >= 1")
+        if any(not isinstance(k, int) for k in self.conf.evaluate.top_k):  # their range is ranges.py's
+            raise ConfigError(f"evaluate.top_k: {list(self.conf.evaluate.top_k)} must be whole numbers")
