@@ -260,20 +260,20 @@ def test_ks_end_to_end_learns_keywords(cli, tmp_path):
     assert predictions[0] == "id\tlabel\tlabel_predicted" and len(predictions) == 72
 
 
-def best_constant_pct(target: Path, results: dict) -> float:
-    """Accuracy (%) on the test set of the best constant answer (the most frequent class, or combination of
+def best_constant(target: Path, results: dict) -> float:
+    """Accuracy (a fraction, as results.json's) on the test set of the best constant answer (the most frequent class, or combination of
     classes over the fields, of the test set itself): what the majority class reaches at most."""
     predictions = target / "evaluation" / results["test"]["checkpoint"] / "test.predictions.tsv"
     with open(predictions, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     truths = Counter(tuple(v for k, v in row.items() if k != "id" and not k.endswith("_predicted")) for row in rows)
-    return 100 * truths.most_common(1)[0][1] / len(rows)
+    return truths.most_common(1)[0][1] / len(rows)
 
 
 def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
-    """The default recipe with half its updates beats the majority class by 15+ points on test utterances it never saw."""
-    results = run_all(cli, "sid", tmp_path / "sid", "train.total_steps=100", "train.eval_step=50", "train.save_step=100")
-    assert results["test"]["accuracy"] >= best_constant_pct(tmp_path / "sid", results) + 15, results
+    """The default recipe with 75 of its 200 updates beats the majority class by 15+ points on test utterances it never saw."""
+    results = run_all(cli, "sid", tmp_path / "sid", "train.total_steps=75", "train.eval_step=25", "train.save_step=75")
+    assert results["test"]["accuracy"] >= best_constant(tmp_path / "sid", results) + 0.15, results
     assert results["test"]["top5_accuracy"] > results["test"]["accuracy"]
     assert "top-5 (%)" in (tmp_path / "sid" / "results" / "README.md").read_text()
 
@@ -281,7 +281,7 @@ def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
 def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     target = tmp_path / "intent"
     results = run_all(cli, "intent", target, "train.total_steps=150", "train.eval_step=75", "train.save_step=150")
-    assert results["test"]["accuracy"] >= best_constant_pct(target, results) + 15, results  # unseen test speakers
+    assert results["test"]["accuracy"] >= best_constant(target, results) + 0.15, results  # unseen test speakers
     for field in ("action", "object", "location"):
         assert results["test"][f"accuracy_{field}"] >= results["test"]["accuracy"]
         assert results["test"]["intervals"][f"accuracy_{field}"]["unit"] == "utterance"
