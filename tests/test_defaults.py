@@ -201,7 +201,8 @@ def one_cycle_rates(max_lr: float, total_steps: int) -> list[float]:
 def test_default_schedule_follows_total_steps_also_when_it_changes_on_resume(cli, tmp_path, problem):
     """The sid and intent defaults warm up and anneal within whatever train.total_steps is (8 here, not the
     default's), and a run resumed with total_steps raised to 12 goes on along the 12-update cycle (OneCycleLR's
-    saved length of 8 would stop it with an error after update 8) down to ~0 at its end."""
+    saved length of 8 would stop it with an error after update 8) down to ~0 at its end; lowered back to 8,
+    training is done and nothing fails."""
     common = ("--stop", "2", "--target-dir", tmp_path, "train.log_step=1", "train.eval_step=100", "train.save_step=4",
               "build_batch_sampler.batch_size=4", "evaluate.test_ckpt_steps=[last]")
     max_lr = float(load_config(problem).build_scheduler.conf.max_lr)
@@ -218,3 +219,4 @@ def test_default_schedule_follows_total_steps_also_when_it_changes_on_resume(cli
     longer = train(12)
     assert longer[:8] == short and longer[8:] == pytest.approx(one_cycle_rates(max_lr, 12)[8:])
     assert longer[8] > short[-2] and longer[-2] < max_lr / 100
+    assert train(8) == longer  # lowered below the step reached: nothing to replay or train, no error

@@ -215,7 +215,8 @@ class Trainer:
         change on resume), the new schedule replayed to `step`: OneCycleLR's saved length would stop
         training with an error past its old end, or leave the rate high where the new run ends."""
         fresh = self.scheduler.state_dict()
-        if all(saved.get(k) == v for k, v in fresh.items() if k not in SCHEDULER_POSITION):
+        done = step >= int(self.conf.total_steps)  # nothing left to train: a shorter new schedule cannot be replayed
+        if done or all(saved.get(k) == v for k, v in fresh.items() if k not in SCHEDULER_POSITION):
             self.scheduler.load_state_dict(saved)
             return
         before = [group["lr"] for group in self.optimizer.param_groups]
