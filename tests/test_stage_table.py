@@ -141,12 +141,14 @@ def test_records_made_under_the_old_rules_are_stale_in_one_line_and_never_retrai
     for record in (target / "records").glob("stage-*.json"):  # as an earlier speechrecipe wrote them
         data = json.loads(record.read_text())
         data.pop("rules")
+        data["upstream"] = data.pop("inputs")  # the field's earlier name
         if data["stage"] == 2:
             data["deps"] = {k: v for k, v in data["deps"].items() if under(k, "train")}
         record.write_text(json.dumps(data))
     run_file = target / "checkpoints" / "run.json"
     old = json.loads(run_file.read_text())
     old.pop("rules")
+    old["upstream"] = old.pop("inputs")
     old["deps"] = {k: v for k, v in old["deps"].items() if under(k, "train")}
     run_file.write_text(json.dumps(old))
     again = run(cli, "ks", target, "evaluate.test_ckpt_steps=[last]")
