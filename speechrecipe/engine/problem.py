@@ -481,8 +481,25 @@ class Problem:
 
     # ----- shared stage bodies: most stages are one call -------------------------------------
     def prepare_corpus_cached(self) -> list[Path]:
-        """Stage "prepare": prepare_corpus into the cache unless a complete, current copy is there."""
-        return self.prepare_cached(self.prepare_corpus)
+        """Stage "prepare": prepare_corpus into the cache unless a complete, current copy is there; a split
+        that cannot define its metric is refused (check_prepared), whether prepared now or earlier."""
+        files = self.prepare_cached(self.prepare_corpus)
+        self.check_prepared(self.paths.cache)
+        return files
+
+    def check_prepared(self, out_dir: Path) -> None:
+        """Every prepared split a metric is computed on (valid, test sets) can define it, else a DataError naming
+        the file: by default each such manifest holds at least one utterance (an accuracy or error rate of no
+        utterances would be a made-up number). A problem adds what its metric needs (asv: both kinds of trial)."""
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.errors import DataError
+
+        for manifest in [out_dir / "valid.jsonl", *sorted(out_dir.glob("test_*.jsonl"))]:
+            if manifest.is_file() and not read_jsonl(manifest):
+                listed = [str(p) for p in self.protocol_files()][:3]
+                where = f"check {', '.join(listed)}" if listed else f"check the corpus in {self.dataset_root}"
+                raise DataError(f"{manifest}: stage 0 found no usable utterance for this split; {self.metric or 'its metric'} "
+                                f"is undefined on an empty split: {where} (and bad_audio.tsv beside the manifest)")
 
     def fit_encoder(self) -> list[Path]:
         """Build the encoder from the training manifest and save it; returns the files written."""
