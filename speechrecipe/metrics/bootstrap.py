@@ -170,22 +170,31 @@ def verification_statistics(scores: np.ndarray, labels: np.ndarray, enroll_units
         below = np.append(np.searchsorted(sorted_scores, grid, side="left"), sorted_scores.size)
         test = None if test_units is None else np.asarray(test_units)[mask][order].astype(np.int32)
         sides.append((np.asarray(enroll_units)[mask][order].astype(np.int32), test, below))
+    (t_enroll, _, t_below), (n_enroll, n_test, n_below) = sides
+    # minDCF only at thresholds that can be its minimum, whatever the weights: raising the threshold past a
+    # score held by non-targets only cannot raise the cost, past one held by targets only cannot lower it
+    has_target, has_nontarget = np.diff(t_below) > 0, np.diff(n_below) > 0
+    candidates = np.flatnonzero(np.append(has_target, True) & np.concatenate(([True], has_nontarget)))
 
     def metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
         found = {"eer": np.empty(len(counts))} | {f"mindcf_{p}": np.empty(len(counts)) for p in p_targets}
-        (t_enroll, _, t_below), (n_enroll, n_test, n_below) = sides
         for r, row in enumerate(counts):
-            missed = _cumulative(row.take(t_enroll), t_below)  # a target trial weighs its speaker's count
-            weights = row.take(n_enroll) if n_test is None else row.take(n_enroll) * row.take(n_test)
-            rejected = _cumulative(weights, n_below)
-            targets, nontargets = missed[-1], rejected[-1]
+            missed = _cumulative(row.take(t_enroll))  # a target trial weighs its speaker's count
+            rejected = _cumulative(row.take(n_enroll) if n_test is None else row.take(n_enroll) * row.take(n_test))
+            targets, nontargets = float(missed[-1]), float(rejected[-1])
             if targets == 0 or nontargets == 0:  # undefined: the drawn speakers have no trial of one kind
                 for values in found.values():
                     values[r] = np.nan
                 continue
-            fnr, fpr = 1.0 - (targets - missed) / targets, (nontargets - rejected) / nontargets  # as eer.py
-            point = eer_point(fpr, fnr)
-            found["eer"][r] = max(fpr[point], fnr[point])
+
+            def curves(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                """(fpr, fnr) at these thresholds, computed as eer.py computes them"""
+                miss, reject = missed[t_below[points]].astype(np.float64), rejected[n_below[points]].astype(np.float64)
+                return (nontargets - reject) / nontargets, 1.0 - (targets - miss) / targets
+
+            point, fpr, fnr = eer_point_of(curves, grid.size + 1)
+            found["eer"][r] = max(fpr, fnr)
+            fpr, fnr = curves(candidates)
             for p in p_targets:
                 found[f"mindcf_{p}"][r] = float((p * fnr + (1.0 - p) * fpr).min()) / min(p, 1.0 - p)
         return found
@@ -194,30 +203,48 @@ def verification_statistics(scores: np.ndarray, labels: np.ndarray, enroll_units
 
 
 def eer_point(fpr: np.ndarray, fnr: np.ndarray) -> int:
-    """The index metrics/eer.py's eer_index picks (the last minimum of |fnr − fpr| over the points that are not
-    interior to a straight stretch of the curve), found near where fnr − fpr changes sign: fnr rises and fpr
-    falls along the thresholds, so |fnr − fpr| only falls and then rises, and the points within any value of
-    it form one run. The window around the crossing grows until it holds every point that could tie."""
-    n = fpr.size
-    gaps = fnr - fpr
-    crossing = int(np.searchsorted(gaps, 0.0))
-    width = 32
+    """eer_point_of on whole curves: the index metrics/eer.py's eer_index picks."""
+    return eer_point_of(lambda points: (fpr[points], fnr[points]), fpr.size)[0]
+
+
+def eer_point_of(curves: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], n: int) -> tuple[int, float, float]:
+    """(index, fpr, fnr) of the point metrics/eer.py's eer_index picks on a curve of n points that `curves`
+    gives at any indices: the last minimum of |fnr − fpr| over the points not interior to a straight stretch.
+    fnr rises and fpr falls along the thresholds, so fnr − fpr crosses 0 once (found by bisection) and the
+    points within any value of |fnr − fpr| form one run around it: a window there, grown until it holds every
+    point that could tie, decides, without computing the whole curve."""
+    lo, hi = 0, n
+    while lo < hi:  # the first point with fnr − fpr >= 0, as np.searchsorted(fnr - fpr, 0) finds it
+        mid = (lo + hi) // 2
+        fpr, fnr = curves(np.array([mid]))
+        lo, hi = (mid + 1, hi) if fnr[0] - fpr[0] < 0 else (lo, mid)
+    crossing, width = lo, 32
     while True:
-        lo, hi = max(0, crossing - width), min(n, crossing + width)
-        gap = np.abs(gaps[lo:hi])
-        if n > 3:  # eer_index drops interior points (1 .. n-3) of straight stretches of the curve but the last
-            inner = np.arange(max(lo, 1), min(hi, n - 2))
-            if inner.size:
-                second = [np.abs((x[inner + 1] - x[inner]) - (x[inner] - x[inner - 1])) for x in (fpr, fnr)]
-                straight = (second[0] <= _COLLINEAR_TOL) & (second[1] <= _COLLINEAR_TOL)
-                gap[inner[straight] - lo] = np.inf
+        first, last = max(0, crossing - width), min(n, crossing + width)
+        points = np.arange(max(0, first - 1), min(n, last + 1))  # one more each side: neighbours and edges
+        fpr, fnr = curves(points)
+        gaps = fnr - fpr
+        inside = slice(first - points[0], first - points[0] + last - first)
+        gap = np.abs(gaps[inside])
+        if n > 3:  # eer_index drops interior points (1 .. n-3) of straight stretches of the curve
+            k = np.arange(first, last)
+            inner = (k >= 1) & (k <= n - 3)
+            j = k[inner] - points[0]
+            second = [np.abs((x[j + 1] - x[j]) - (x[j] - x[j - 1])) for x in (fpr, fnr)]
+            straight = (second[0] <= _COLLINEAR_TOL) & (second[1] <= _COLLINEAR_TOL)
+            gap[np.flatnonzero(inner)[straight]] = np.inf
         best = gap.min()
-        if np.isfinite(best) and (lo == 0 or abs(gaps[lo - 1]) > best) and (hi == n or abs(gaps[hi]) > best):
-            return lo + int(np.flatnonzero(gap == best)[-1])
+        left_ok = first == 0 or abs(gaps[first - 1 - points[0]]) > best
+        right_ok = last == n or abs(gaps[last - points[0]]) > best
+        if np.isfinite(best) and left_ok and right_ok:
+            pick = int(np.flatnonzero(gap == best)[-1])
+            return first + pick, float(fpr[inside][pick]), float(fnr[inside][pick])
         width *= 4
 
 
-def _cumulative(weights: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Sum of the first `ends[k]` weights, for each k (integer sums: exact and fast)."""
-    sums = np.concatenate(([0], np.cumsum(weights, dtype=np.int64)))
-    return sums[ends].astype(np.float64)
+def _cumulative(weights: np.ndarray) -> np.ndarray:
+    """[0, w0, w0 + w1, ...]: the sum of the first k weights at k (integer sums: exact and fast)."""
+    sums = np.empty(weights.size + 1, dtype=np.int64)
+    sums[0] = 0
+    np.cumsum(weights, dtype=np.int64, out=sums[1:])
+    return sums
