@@ -74,8 +74,9 @@ def keep_recordings(folder: Path, keep: set[str], speech: set[str]) -> None:
 
 @pytest.fixture(scope="module")
 def awkward_corpus(tmp_path_factory) -> Path:
-    """The tiny mini corpus, whose test split has two recordings, the second without reference speech, and a
-    split `one` holding only the first test recording."""
+    """The tiny mini corpus, whose test split has two recordings, the second without reference speech, a split
+    `one` holding only the first test recording, and a split `collared` whose only speech is 0.3 s, all within
+    a 0.25 s collar."""
     corpus = build_mini_corpus(asset_path("mini/librispeech/LibriSpeech"), tmp_path_factory.mktemp("awkward") / "mini",
                                MiniSpec(recordings={"train": 16, "dev": 4, "test": 2}))
     test = data_dir(corpus, "test")
@@ -83,6 +84,8 @@ def awkward_corpus(tmp_path_factory) -> Path:
     shutil.copytree(test, data_dir(corpus, "one"))
     keep_recordings(test, {first, second}, {first})
     keep_recordings(data_dir(corpus, "one"), {first}, {first})
+    shutil.copytree(data_dir(corpus, "one"), data_dir(corpus, "collared"))
+    (data_dir(corpus, "collared") / "rttm").write_text(f"SPEAKER {first} 1 1.000 0.300 <NA> <NA> a <NA> <NA>\n")
     return corpus
 
 
@@ -94,8 +97,8 @@ def awkward_run(awkward_corpus, tmp_path_factory) -> Path:
 
     target = tmp_path_factory.mktemp("awkward-run") / "exp"
     result = CliRunner().invoke(app, ["run", "diarization", "-c", str(TINY_DIARIZATION), "--target-dir", str(target),
-                                      f"prepare_data.dataset_root={awkward_corpus}", "prepare_data.test_splits=[test, one]",
-                                      "evaluate.test_ckpt_steps=[valid_best]"], catch_exceptions=False)
+                                      f"prepare_data.dataset_root={awkward_corpus}", "prepare_data.test_splits=[test, one, collared]",
+                                      "evaluate.test_ckpt_steps=[valid_best]", "evaluate.collar_secs=0.25"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     return target
 
@@ -153,6 +156,18 @@ def test_an_empty_test_list_is_refused_for_keyword_spotting(tmp_path, cli):
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "test_test.jsonl" in lines[0] and "accuracy is undefined on an empty split" in lines[0]
     assert "testing_list.txt" in lines[0]
+
+
+def test_der_with_no_scored_reference_speech_is_null_with_its_reason_in_results(awkward_run):
+    collared = json.loads((awkward_run / "results" / "results.json").read_text())["collared"]
+    for metric in ("der", "missed", "false_alarm", "confusion"):
+        assert collared[metric] is None and "no reference speech is scored" in collared["undefined"][metric]
+        assert collared["intervals"][metric]["low"] is None and collared["intervals"][metric]["reason"]
+    stage3 = json.loads((awkward_run / "evaluation" / "valid_best" / "collared.json").read_text())
+    assert stage3["metrics"]["der"] is None and stage3["undefined"]["der"] == collared["undefined"]["der"]
+    row = next(line for line in (awkward_run / "results" / "README.md").read_text().splitlines() if line.startswith("| collared |"))
+    assert "| — | — | — | — |" in row
+    assert "collared, der: no value: no reference speech is scored" in (awkward_run / "results" / "README.md").read_text()
 
 
 def test_der_without_scored_reference_speech_is_null_with_a_reason():
