@@ -124,6 +124,7 @@ def test_resamples_without_reference_speech_are_left_out_and_counted(awkward_run
     assert found["low"] <= found["high"]
     saved = json.loads((awkward_run / "results" / "bootstrap" / "test.json").read_text())
     assert saved["values"]["der"].count(None) == found["undefined"]
+    assert saved["seed"] == 1337  # report.seed is ${seed} in diarization too, not a fixed 0
     readme = (awkward_run / "results" / "README.md").read_text()
     assert f"test, der: {found['undefined']} of 1000 resamples drew recordings on which it is undefined" in readme
 

@@ -126,6 +126,7 @@ class Problem:
     Hooks a problem supplies (each with one signature, whichever stages use it):
       prepare_corpus(out_dir) -> summary      stage "prepare": the corpus → manifests in out_dir
       protocol_files() -> [Path]              the corpus's list files; an edit prepares it again
+      check_prepared(out_dir)                 stage "prepare": refuse a split that cannot define its metric
       test_sets() -> [name]                   test sets; manifest `paths.test_manifest(name)`
       test_set_files(name) -> [Path]          the prepared files defining a test set
       build_encoder(conf, rows) -> encoder    labels/tokens from the training rows
