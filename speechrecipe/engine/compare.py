@@ -79,7 +79,7 @@ def paired(first: Experiment, other: Experiment, test_set: str) -> dict:
                         "undefined metric, or no interval); run stage 4 with report.resamples > 0")
         if not saved.get("contents_digest"):
             return none(f"{run.name}'s resamples do not record what the test set held (written by an older stage 4); "
-                        "run it again with --start 4")
+                        f"remove {run.path / 'records' / 'stage-4.json'} and run it again with --start 4")
     if a["contents_digest"] != b["contents_digest"]:
         return none(f"the runs were evaluated on different contents of {test_set} ({a['unit']}s: {a['units']} and "
                     f"{b['units']}; their trials, references or scoring differ), so there is no paired difference")
