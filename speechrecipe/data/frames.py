@@ -110,7 +110,7 @@ def _check_made_from(folder: Path, shards: FeatureShards, rows: list[dict]) -> N
     if differ:
         raise DataError(f"{KEY}: the dump {folder} was not made from this corpus: {differ}; dump this corpus again "
                         "(speechrecipe run dump-feature) or name its dump")
-    if not _CHECKED:
+    if not any(checked[0] == str(folder) for checked in _CHECKED):  # said once a dump
         log.info("features from the dump %s (upstream %s %s, as dumped); this config's build_upstream options "
                  "other than precomputed are not used", folder, shards.meta.get("upstream"), shards.meta.get("upstream_conf"))
     _CHECKED.add(key)
