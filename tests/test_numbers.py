@@ -172,7 +172,7 @@ def test_der_with_no_scored_reference_speech_is_null_with_its_reason_in_results(
 
 
 def test_der_without_scored_reference_speech_is_null_with_a_reason():
-    from speechrecipe.engine.evaluate import defined
+    from speechrecipe.engine.pairs import defined
     from speechrecipe.metrics.der import corpus_der
 
     rates = corpus_der({"r": []}, {"r": [(0.0, 1.5, "x")]}).rates()
