@@ -20,6 +20,7 @@ from speechrecipe.data.manifest import read_jsonl
 from speechrecipe.data.tokenizer import BLANK, build_tokenizer, load_tokenizer
 from speechrecipe.decoding.ctc import beam_best, ctc_log_likelihood, greedy, prefix_beam_search
 from speechrecipe.errors import DataError
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = REPO / "speechrecipe" / "assets" / "mini" / "librispeech" / "LibriSpeech"
@@ -256,6 +257,7 @@ def test_asr_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, one_threa
     for key, found in intervals.items():
         assert found["unit"] == "utterance" and found["units"] == len(test_ids) and found["value"] == results[key]
         assert found["low"] <= results[key] <= found["high"], (key, found)
+    assert assert_headline_is_the_resampled_statistic(trained, "asr", cache) == 4  # issue 22
 
     # the same model with a zero learning rate: what an untrained model scores
     untrained = tmp_path / "untrained"

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from speechrecipe.data.manifest import read_jsonl, read_trials
 from speechrecipe.metrics.eer import eer
 from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, read_scores, write_scores
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 # the tiny model, trained long enough to generalise to the unseen test speakers
@@ -123,6 +124,7 @@ def test_results_headline_valid_best_and_show_the_best_on_test_as_an_oracle(trai
     assert best["oracle"]["eer"] == min(per_checkpoint.values())
     interval = best["intervals"]["eer"]
     assert interval["unit"] == "speaker" and interval["resamples"] == 1000 and interval["low"] <= best["eer"] <= interval["high"]
+    assert assert_headline_is_the_resampled_statistic(trained, "asv") == 3  # eer, mindcf_0.01, mindcf_0.05 (issue 22)
     readme = (trained / "results" / "README.md").read_text()
     assert "| voxceleb1_o | valid_best (step " in readme and "EER (%)" in readme and "best on test (oracle)" in readme
     assert f"{100 * best['eer']:.2f} ({100 * interval['low']:.2f}–{100 * interval['high']:.2f})" in readme

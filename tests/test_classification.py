@@ -26,6 +26,7 @@ from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.problems.ks import KeywordSpotting
 from speechrecipe.tasks.classification import classification_metrics
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 RATE = 16000
 WORDS = ["yes", "no"]
@@ -242,6 +243,7 @@ def run_all(cli, problem: str, target: Path, *overrides: str) -> dict:
     assert result.exit_code == 0, result.stderr
     for name in ("results/results.json", "results/README.md", "checkpoints/valid_best.ckpt", "training_curve.png"):
         assert (target / name).is_file(), name
+    assert_headline_is_the_resampled_statistic(target, problem)  # issue 22
     return json.loads((target / "results" / "results.json").read_text())
 
 

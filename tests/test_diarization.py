@@ -24,6 +24,7 @@ from speechrecipe.metrics.assignment import min_cost_assignment
 from speechrecipe.metrics.der import corpus_der, diarization_errors
 from speechrecipe.nn.pit import pairwise_bce, pit_bce
 from speechrecipe.tasks.diarization import median_filter, plan_chunks, stitch, to_segments
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_diarization.yaml"
 SOURCE = asset_path("mini/librispeech/LibriSpeech")
@@ -290,6 +291,7 @@ def test_diarization_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, t
     assert results["der"] < baseline, (results["der"], baseline)
     interval = results["intervals"]["der"]  # resampled by recording (issue 14)
     assert interval["unit"] == "recording" and interval["low"] <= results["der"] <= interval["high"]
+    assert assert_headline_is_the_resampled_statistic(trained, "diarization", cache) == 4  # issue 22
 
 
 def resume_command(target: Path, corpus: Path, cache: Path) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechrecipe.metrics.bootstrap import UnitStatistics, ratio_statistics, verification_statistics
+from speechrecipe.metrics.bootstrap import UnitStatistics, contents_digest, ratio_statistics, verification_statistics
 
 
 def verification_units(scores_file: Path, speaker_of: dict[str, str]) -> UnitStatistics:
@@ -25,7 +25,10 @@ def verification_units(scores_file: Path, speaker_of: dict[str, str]) -> UnitSta
     number = {s: k for k, s in enumerate(speakers)}
     speaker_number = {u: number[speaker_of[u]] for u in utterances}
     sides = np.array([(speaker_number[e], speaker_number[t]) for e, t in pairs], dtype=np.int32).reshape(-1, 2)
-    return verification_statistics(scores, labels == 1, sides[:, 0], sides[:, 1], speakers, "speaker")
+    # what the trials are, not what the system scored: the same list of the same speakers' utterances
+    trials = "\n".join(f"{e}\t{t}\t{label}\t{speaker_of[e]}\t{speaker_of[t]}" for (e, t), label in zip(pairs, labels.tolist()))
+    return verification_statistics(scores, labels == 1, sides[:, 0], sides[:, 1], speakers, "speaker",
+                                   contents=contents_digest(trials))
 
 
 def recognition_units(prefix: Path, decoders: list[str]) -> UnitStatistics:
@@ -42,7 +45,7 @@ def recognition_units(prefix: Path, decoders: list[str]) -> UnitStatistics:
             for unit, key in (("word", "wer"), ("char", "cer")):
                 errors, lengths = utterance_errors([refs[u] for u in ids], [hyps.get(u, "") for u in ids], unit)
                 parts[f"{decoder}_{key}"] = (np.array(errors), np.array(lengths))
-    return ratio_statistics("utterance", ids, parts)
+    return ratio_statistics("utterance", ids, parts, contents_digest([[u, refs[u]] for u in ids]))
 
 
 def classification_units(predictions_file: Path) -> UnitStatistics:
@@ -56,7 +59,8 @@ def classification_units(predictions_file: Path) -> UnitStatistics:
     parts = {"accuracy": (right.all(axis=1), ones)}
     if len(fields) > 1:
         parts |= {f"accuracy_{f}": (right[:, k], ones) for k, f in enumerate(fields)}
-    return ratio_statistics("utterance", [row[0] for row in rows], parts)
+    references = [[row[0], *row[1::2]] for row in rows]  # each utterance and its true label of each field
+    return ratio_statistics("utterance", [row[0] for row in rows], parts, contents_digest([fields, references]))
 
 
 def _texts(path: Path) -> dict[str, str]:
