@@ -36,7 +36,7 @@ def cli():
     return invoke
 
 
-E2E_FIXTURES = {"trained", "runs", "reference", "exp"}  # module fixtures that train a model first
+E2E_FIXTURES = {"trained", "runs", "reference", "exp", "awkward_run"}  # module fixtures that train a model first
 
 
 def pytest_configure(config) -> None:

@@ -195,8 +195,7 @@ def test_asv_and_sid_train_on_precomputed_frames(cli, tmp_path):
     result = cli("run", "asv", "--target-dir", tmp_path / "aug", "-c", tiny, "build_upstream.name=precomputed",
                  f"build_upstream.precomputed.path={dump}", "build_dataset.augment.speed_perturb=true")
     assert result.exit_code == 2 and "build_dataset.augment" in result.stderr
-
-
+@pytest.mark.e2e
 def test_a_dump_of_another_version_of_the_corpus_is_refused_and_a_copy_at_another_path_is_not(cli, tmp_path):
     """Issue 22: a dump of the mini Speech Commands with every clip cut to 0.5 s is not read for the original;
     a dump of a byte-identical copy elsewhere is."""
