@@ -99,8 +99,9 @@ RANGES: dict[str, str] = {
     "build_optimizer.conf.weight_decay": NONNEGATIVE,
     "build_scheduler.conf.step_size": COUNT,
     "build_scheduler.conf.gamma": "(0, 1]",
-    "build_scheduler.conf.max_lr": POSITIVE,  # ks: OneCycleLR
+    "build_scheduler.conf.max_lr": POSITIVE,  # OneCycleLR
     "build_scheduler.conf.total_steps": COUNT,
+    "build_scheduler.conf.pct_start": "(0, 1)",
     # training (stage 2)
     "train.total_steps": COUNT,
     "train.log_step": COUNT,

@@ -84,7 +84,11 @@ def test_train_and_test_class_shares_follow_the_configured_protocol(cli, corpus,
         assert counts["_silence_"] == round(0.1 * 28 * speakers)
     log = (tmp_path / "published" / "log.txt").read_text()
     assert "train: 370 clips: _unknown_ 58.4 %, _silence_ 9.2 %, 10 words 32.4 %" in log
-    assert "training prior: the train split's shares (build_batch_sampler.balance_by: null)" in log
+    assert "training prior: the train split's shares (build_batch_sampler.balance_by: null, _unknown_ 58.4 %)" in log
+    assert "training learns" not in log
+    run_ks(cli, tmp_path / "balanced", "--stop", "0", *data_args(corpus), "build_batch_sampler.balance_by=label")
+    log = (tmp_path / "balanced" / "log.txt").read_text()  # class-balanced training against the published test split
+    assert "training learns _unknown_ at 8.3 % and the test split has 58.5 %" in log
 
     warden = run_ks(cli, tmp_path / "warden", "--stop", "0", *data_args(corpus), "prepare_data.unknown_fraction=0.5")
     for split, speakers in listed.items():

@@ -17,6 +17,7 @@ from speechrecipe.problems.classification import UtteranceClassification
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test", "released")
+UNKNOWN = "_unknown_"
 
 
 class KeywordSpotting(UtteranceClassification):
@@ -39,16 +40,23 @@ class KeywordSpotting(UtteranceClassification):
         c = self.conf.prepare_data
         return prepare_speech_commands(
             out_dir=out_dir, words=list(c.words), unknown=c.unknown, unknown_fraction=c.unknown_fraction,
-            silence_fraction=c.silence_fraction, silence_secs=c.silence_secs, released_test_dir=c.released_test_dir, seed=c.seed, **self.corpus_options())
+            silence_fraction=c.silence_fraction, silence_secs=c.silence_secs, released_test_dir=c.released_test_dir,
+            seed=c.seed, **self.corpus_options())
 
     def prepare_corpus_cached(self) -> list[Path]:
         """Stage 0's body, then the class shares of every split in the log (prepared now or found in the cache)."""
         from speechrecipe.data.corpora.speech_commands import class_shares
 
         files = super().prepare_corpus_cached()
-        for split, counts in self.split_counts().items():
-            log.info("%s: %s", split, class_shares(counts))
+        counts = self.split_counts()
+        for split, split_counts in counts.items():
+            log.info("%s: %s", split, class_shares(split_counts))
         log.info("training prior: %s", self.training_prior())
+        trained, tested = self.trained_unknown_share(), _share(counts["test"], UNKNOWN)
+        if trained is not None and abs(trained - tested) > 0.1:
+            log.warning("training learns %s at %.1f %% and the test split has %.1f %%: its accuracy follows the test "
+                        "split's prior, balanced_accuracy does not (conf/ks.yaml, class shares)", UNKNOWN,
+                        100 * trained, 100 * tested)
         return files
 
     def split_counts(self) -> dict[str, dict[str, int]]:
@@ -56,11 +64,19 @@ class KeywordSpotting(UtteranceClassification):
         summary = json.loads((self.paths.cache / "summary.json").read_text())
         return {split: summary[split] for split in SPLITS if split in summary}
 
+    def trained_unknown_share(self) -> float | None:
+        """The share of `_unknown_` among the clips training draws (None: balanced by a field other than label)."""
+        train, balance_by = self.split_counts()["train"], self.conf.build_batch_sampler.balance_by
+        if balance_by is None:
+            return _share(train, UNKNOWN)
+        return (UNKNOWN in train) / len(train) if balance_by == "label" else None
+
     def training_prior(self) -> str:
         balance_by = self.conf.build_batch_sampler.balance_by
-        if balance_by is None:
-            return "the train split's shares (build_batch_sampler.balance_by: null)"
-        return f"every class of {balance_by} equally likely (build_batch_sampler.balance_by: {balance_by})"
+        how = ("the train split's shares" if balance_by is None else f"every class of {balance_by} equally likely")
+        trained = self.trained_unknown_share()
+        unknown = "" if trained is None else f", {UNKNOWN} {100 * trained:.1f} %"
+        return f"{how} (build_batch_sampler.balance_by: {balance_by or 'null'}{unknown})"
 
     def result_columns(self) -> list[tuple[str, str, str]]:
         return super().result_columns() + [("balanced_accuracy", "balanced accuracy (%)", "pct")]
@@ -105,3 +121,7 @@ class KeywordSpotting(UtteranceClassification):
 
     def protocol_files(self) -> list[Path]:
         return [self.dataset_root / "validation_list.txt", self.dataset_root / "testing_list.txt"]
+
+
+def _share(counts: dict[str, int], label: str) -> float:
+    return counts.get(label, 0) / max(1, sum(counts.values()))
