@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from speechrecipe.data.encoder import LabelEncoder
 from speechrecipe.data.tsv import write_tsv
-from speechrecipe.metrics.accuracy import accuracy, balanced_accuracy, confusion_matrix, plot_confusion, top_k_accuracy, write_confusion_csv
+from speechrecipe.metrics.accuracy import (accuracy, balanced_accuracy, confusion_matrix, plot_confusion, top_k_accuracy,
+                                           write_confusion_csv)
 
 
 class UtteranceClassificationTask(nn.Module):
