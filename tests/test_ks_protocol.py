@@ -115,3 +115,10 @@ def test_balanced_accuracy_is_mean_recall_and_its_interval_resamples_utterances(
     only_missed_yes = np.zeros((1, 40))
     only_missed_yes[0, [3, 10]] = 1  # one missed yes and one `_unknown_`: recalls 0 and 1
     assert stats.metrics(only_missed_yes)["balanced_accuracy"][0] == pytest.approx(0.5)
+
+
+def test_a_negative_unknown_fraction_is_refused_in_one_line_before_any_work(cli, tmp_path):
+    result = cli("run", "ks", "--target-dir", tmp_path / "ks", "prepare_data.unknown_fraction=-0.5")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and "prepare_data.unknown_fraction: -0.5 is out of range" in result.stderr
+    assert not (tmp_path / "ks" / "records").exists()
