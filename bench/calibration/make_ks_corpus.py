@@ -13,7 +13,8 @@ Writes, as Speech Commands v0.02 publishes it (paths in the lists relative to sp
                                                    12 classes, `_silence_` and `_unknown_` folders), other speakers
 
 Every speaker (the `<hash>`) says each command word once and each `_unknown_` word `--unknown-takes`
-times, so `_unknown_` is about two thirds of every split, as in v0.02's lists (63 % of testing_list.txt).
+times, so `_unknown_` is 64 % of every split's word clips (58 % once stage 0 adds `_silence_` crops),
+near v0.02's lists (63 % of testing_list.txt's clips).
 The `_unknown_` words are the v0.02 words the bundled mini corpus does not say; speakers come from
 espeak_corpus.make_unbundled_speakers (no accent+variant voice of a bundled corpus), and the test and
 released-test speakers are heard nowhere else. The default "small" scale: 26 / 5 / 5 speakers x 28
