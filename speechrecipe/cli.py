@@ -47,11 +47,12 @@ def _fail(err: Exception, verbose: bool, log_file: Optional[Path] = None) -> Non
 
 
 def _load(problem: str, config: Optional[List[Path]], overrides: Optional[List[str]]):
-    from speechrecipe.config import load_config
+    from speechrecipe.config import check_declared, load_config
     from speechrecipe.registry import resolve_problem
     from speechrecipe.validate import check_values
 
     klass = resolve_problem(problem)
+    check_declared(klass.config_path(), *klass.declared_config(), klass.__name__)
     conf = load_config(klass.config_path(), config or [], overrides or [])
     check_values(klass, conf)
     return klass, conf
@@ -129,6 +130,7 @@ def run(
     num_workers: Optional[int] = typer.Option(None, help="DataLoader workers (default: the config's train.num_workers)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and why; run nothing."),
     force: bool = typer.Option(False, "--force", help="Retrain even though checkpoints were made with another config."),
+    redo: Optional[int] = typer.Option(None, "--redo", help="Run stage N again from scratch (then each later stage whose inputs changed); only --redo of the training stage retrains."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable audio file (prepare_data.strict=true)."),
     clear_cache: bool = typer.Option(False, "--clear-cache", help="Empty this problem's prepared-data cache first."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks on the console."),
@@ -149,7 +151,7 @@ def run(
         target = target_dir or Path("exp") / klass.conf_name
         paths = experiment_paths(klass, conf, target, cache_dir or default_cache_dir())
         log_file = paths.log
-        context = RunContext(device=device, num_workers=num_workers, force=force)
+        context = RunContext(device=device, num_workers=num_workers, force=force, redo=redo)
         runner = Runner(_checked_problem(klass, conf, paths, context))
         last = runner.stages[-1].number if stop is None else stop
         runner.check_range(start, last)

@@ -86,6 +86,35 @@ def load_schema(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     return OmegaConf.merge(base_schema, schema)
 
 
+def check_declared(path: Path, sections: Iterable[str], engine_keys: Iterable[str], owner: str) -> None:
+    """A problem's default YAML holds the engine's sections (conf/trainer.yaml) with their keys, and only the
+    sections and engine-section keys its class declares (config_sections, engine_keys) besides."""
+    sections, engine_keys = tuple(sections), tuple(engine_keys)
+    engine = OmegaConf.to_container(load_schema(default_config_path("trainer")), resolve=False)
+    mine = OmegaConf.to_container(load_schema(path), resolve=False)
+    for key in mine:
+        if key not in engine and key not in sections:
+            raise ConfigError(f"{path}: section {key} is neither one of the engine's (conf/trainer.yaml) nor one "
+                              f"{owner} declares in config_sections{_suggest(key, [*engine, *sections])}")
+    for key in mine:
+        if key in engine and key not in OPEN_TOP_SECTIONS:
+            _check_engine_keys(path, engine[key], mine[key], f"{key}.", engine_keys, owner)
+
+
+def _check_engine_keys(path: Path, engine: Any, mine: Any, prefix: str, declared: tuple[str, ...], owner: str) -> None:
+    if not (isinstance(engine, dict) and isinstance(mine, dict)):
+        return
+    for key, value in mine.items():
+        dotted = f"{prefix}{key}"
+        if any(under(dotted, d) for d in declared) or key == OPEN_SECTION:
+            continue
+        if key not in engine:
+            candidates = [f"{prefix}{k}" for k in engine] + [d for d in declared if d.startswith(prefix)]
+            raise ConfigError(f"{path}: {dotted} is not a key of the engine's {prefix[:-1]} section (conf/trainer.yaml)"
+                              f"{_suggest(dotted, candidates)}; a key {owner} adds there is named in its engine_keys")
+        _check_engine_keys(path, engine[key], value, f"{dotted}.", declared, owner)
+
+
 def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
     items = list(overrides)
     for item in items:
@@ -246,11 +275,16 @@ def diff(old: DictConfig, new: DictConfig) -> list[tuple[str, Any, Any]]:
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+ALL = "*"  # in select's prefixes: every key
+
+
+def under(key: str, prefix: str) -> bool:
+    """`key` is `prefix` or lies below it (dotted); ALL holds every key."""
+    return prefix == ALL or key == prefix or key.startswith(prefix + ".")
+
+
 def select(cfg: DictConfig, prefixes: Iterable[str], exclude: Iterable[str] = ()) -> dict[str, Any]:
-    """The leaves under any of `prefixes` (dotted), minus `exclude`."""
-    prefixes, exclude = tuple(prefixes), set(exclude)
-    return {
-        k: v
-        for k, v in flatten(cfg).items()
-        if any(k == p or k.startswith(p + ".") for p in prefixes) and k not in exclude
-    }
+    """The leaves under any of `prefixes` (dotted, or ALL), minus those under any of `exclude`."""
+    prefixes, exclude = tuple(prefixes), tuple(exclude)
+    return {k: v for k, v in flatten(cfg).items()
+            if any(under(k, p) for p in prefixes) and not any(under(k, e) for e in exclude)}

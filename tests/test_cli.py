@@ -136,14 +136,17 @@ def test_stages_of_a_finished_run_are_done_by_their_config(cli, trained):
 def test_changed_stage0_key_makes_it_and_every_later_stage_stale(cli, trained):
     states = stage_states(cli, trained, "prepare_data.num_valid_trials=100")
     assert states[0] == "stale: prepare_data.num_valid_trials 200 → 100"
-    assert all(states[n] == "stale: stage 0 runs again before it" for n in (1, 2, 3, 4))
+    # training and evaluation depend on every key but evaluation, report, test-set and run-time keys
+    assert all(states[n] == "stale: prepare_data.num_valid_trials 200 → 100" for n in (2, 3))
+    assert all(states[n] == "stale: stage 0 runs again before it" for n in (1, 4))
 
 
 def test_changed_training_key_makes_training_and_later_stages_stale(cli, trained):
     states = stage_states(cli, trained, "build_optimizer.conf.lr=0.01")
     assert states[0].startswith("done") and states[1].startswith("done")
     assert states[2] == "stale: build_optimizer.conf.lr 0.001 → 0.01"
-    assert states[3] == states[4] == "stale: stage 2 runs again before it"
+    assert states[3] == "stale: build_optimizer.conf.lr 0.001 → 0.01"  # stage 3 depends on it too
+    assert states[4] == "stale: stage 2 runs again before it"
     # keys that do not change what training produces leave everything done
     assert all(s.startswith("done") for s in stage_states(cli, trained, "train.log_step=1", "train.num_workers=2").values())
 
@@ -202,7 +205,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(cli, tmp_path, exp):
     assert lines[0] == "config differs from saved config.yaml: train.total_steps 4 → 6"
     assert lines[1].startswith("stage 0 (prepare data): skip [done ")
     assert lines[3] == "stage 2 (train): run [stale: train.total_steps 4 → 6 (training continues from the latest checkpoint)]"
-    assert lines[4] == "stage 3 (evaluate): run [stale: stage 2 runs again before it]"
+    assert lines[4] == "stage 3 (evaluate): run [stale: train.total_steps 4 → 6]"
     assert snapshot(exp) == before
 
 
@@ -252,7 +255,7 @@ def test_total_steps_may_change_and_training_continues(cli, exp):
     assert len(events(exp, "resume")) == 1
     assert (exp / "checkpoints" / "step-6.ckpt").is_file()
     states = stage_states(cli, exp, "train.total_steps=6")
-    assert states[2].startswith("done") and states[3] == "stale: stage 2 re-ran since"
+    assert states[2].startswith("done") and states[3] == "stale: train.total_steps 4 → 6; stage 2 re-ran since"
 
 
 def test_force_moves_old_checkpoints_aside_and_trains_again(cli, exp):
@@ -276,8 +279,9 @@ def test_changed_data_refuses_to_resume_old_checkpoints(cli, exp):
     """Stage 0 re-runs with another validation split; the checkpoints were trained on the old data."""
     result = run(cli, exp, "prepare_data.valid_count=3", "--stop", "2")
     assert result.exit_code == 2
-    assert "(the prepared data or encoder changed); rerun with --force" in error_line(result)
-    assert "stage 0 (prepare data) done" in result.stderr and "resuming" not in result.stderr
+    # training depends on prepare_data.valid_count itself: refused before any stage runs
+    assert "(prepare_data.valid_count 2 → 3); rerun with --force" in error_line(result)
+    assert "stage 0 (prepare data) done" not in result.stderr and "resuming" not in result.stderr
 
 
 def test_adding_a_test_set_keeps_training_and_evaluates_only_the_new_one(cli, exp, tmp_path):

@@ -34,10 +34,6 @@ class FrameGrid:
         """Start of the span frame `frame` stands for (hop-long, centred on its window)."""
         return (frame * self.hop_samples + (self.win_samples - self.hop_samples) / 2) / self.sample_rate
 
-    @property
-    def hop_secs(self) -> float:
-        return self.hop_samples / self.sample_rate
-
 
 def activity(segments: list, speakers: list[str], centres: np.ndarray) -> np.ndarray:
     """[frames, len(speakers)] float32: 1 where the speaker's segment covers the frame centre.

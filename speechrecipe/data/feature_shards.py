@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -176,10 +176,6 @@ class FeatureShards:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._maps = {}
-
-
-def iter_entries(folder: Path) -> Iterator[dict]:
-    yield from read_jsonl(Path(folder) / INDEX)
 
 
 def shard_files(folder: Path) -> list[Path]:

@@ -10,6 +10,9 @@ from typing import Any
 from speechrecipe.fileio import atomic_write_text, digest
 
 MISSING = "missing"  # the digest of an input file that is not there (yet)
+# How a stage's config dependencies are chosen: 2, the standard stages of engine/recipe.py depend on every key
+# but the ones it names (records made before say 1: their stages depended on listed sections).
+DEPENDENCY_RULES = 2
 
 
 @dataclass
@@ -26,6 +29,7 @@ class StageRecord:
     # where target_dir and the cache were ({"target": ..., "cache": ...}), so a copied target_dir
     # or another --cache-dir finds the recorded files where they are now
     roots: dict[str, str] = field(default_factory=dict)
+    rules: int = 1  # DEPENDENCY_RULES when written; records without the field are older
 
     @property
     def id(self) -> str:
@@ -112,6 +116,9 @@ def compare(
     """The state of a stage given its record and what it would depend on now (files under `roots`)."""
     if record is None:
         return StageState("pending")
+    if record.rules != DEPENDENCY_RULES and record.deps != deps:  # chosen otherwise: comparing them would mislead
+        return StageState("stale", [f"recorded by an earlier speechrecipe (dependency rules {record.rules}, now "
+                                    f"{DEPENDENCY_RULES}); it runs again and reuses what it can"], record=record)
     changed = sorted(k for k in set(deps) | set(record.deps) if deps.get(k) != record.deps.get(k))
     reasons = [f"{k} {record.deps.get(k)!r} → {deps.get(k)!r}" for k in changed]
     if upstream is not None:  # None: an earlier stage runs first, so its inputs cannot be judged yet

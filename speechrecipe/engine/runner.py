@@ -21,7 +21,7 @@ from speechrecipe.engine.lock import TargetLock
 from speechrecipe.engine.logs import attach_file_log, detach_file_log
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.problem import Problem, Stage
-from speechrecipe.engine.records import CACHE_FOLDER, CORPUS, MISSING, StageRecord, StageState, compare
+from speechrecipe.engine.records import CACHE_FOLDER, CORPUS, DEPENDENCY_RULES, MISSING, StageRecord, StageState, compare
 from speechrecipe.errors import ConfigError, RunFailure
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,14 @@ class Runner:
         return compare(record, self.deps(stage), upstream, stage.resume_safe, self.digest, self.roots)
 
     def plan(self, start: int, stop: int) -> list[PlannedStage]:
-        """What a run start..stop would do; later stages go stale when an earlier one re-runs."""
+        """What a run start..stop would do; later stages go stale when an earlier one re-runs (--redo N: N runs)."""
         planned, rerun = [], []
+        redo = self.problem.context.redo
         for stage in self.stages:
             state = self.state(stage, check_inputs=not rerun)
-            if rerun and state.status == "done":
+            if stage.number == redo:
+                state = StageState("stale", ["--redo: from scratch"], record=state.record)
+            elif rerun and state.status == "done":
                 state = StageState("stale", [f"stage {rerun[0]} runs again before it"], record=state.record)
             if stage.number < start:
                 action = "before start"
@@ -123,6 +126,10 @@ class Runner:
                 raise ConfigError(f"{name} {value}: {self.problem.conf_name} has stages {numbers[0]}..{numbers[-1]}")
         if start > stop:
             raise ConfigError(f"--start {start} is after --stop {stop}")
+        redo = self.problem.context.redo
+        if redo is not None and not start <= redo <= stop:
+            raise ConfigError(f"--redo {redo}: not among the stages this run runs ({start}..{stop}); "
+                              f"set --start and --stop around it")
 
     def check_earlier_done(self, plan: list[PlannedStage]) -> None:
         for item in plan:
@@ -140,7 +147,8 @@ class Runner:
 
     def train_deps(self) -> dict:
         stage = self.training_stage
-        return {"deps": self.deps(stage), "upstream": self.upstream(stage), "resume_safe": list(stage.resume_safe)}
+        return {"deps": self.deps(stage), "upstream": self.upstream(stage), "resume_safe": list(stage.resume_safe),
+                "rules": DEPENDENCY_RULES}
 
     def training_conflicts(self) -> list[str]:
         """How the config (or data) of the checkpoints in checkpoints/ differs from now; [] if it does not."""
@@ -149,6 +157,8 @@ class Runner:
             return []
         old, now = json.loads(run_file.read_text()), self.train_deps()
         safe = set(now["resume_safe"])
+        if old.get("rules") != DEPENDENCY_RULES:  # trained before: judged by the keys it depended on then
+            now["deps"] = {k: v for k, v in now["deps"].items() if k in old["deps"]}
         changed = [k for k in set(old["deps"]) | set(now["deps"]) if k not in safe and old["deps"].get(k) != now["deps"].get(k)]
         reasons = [f"{k} {old['deps'].get(k)!r} → {now['deps'].get(k)!r}" for k in sorted(changed)]
         before, after = old["upstream"], now["upstream"]
@@ -172,16 +182,40 @@ class Runner:
                 "rerun with --force to train again from scratch (old checkpoints are kept aside), "
                 "or use another --target-dir"
             )
-        aside = self.paths.target_dir / f"checkpoints.old-{time.strftime('%Y%m%d-%H%M%S')}"
-        while aside.exists():  # forced twice within a second
-            aside = aside.with_name(aside.name + "+")
-        shutil.move(str(self.paths.checkpoints), aside)
+        self.set_training_aside(f"--force: config changed ({'; '.join(reasons)})")
+
+    def set_training_aside(self, why: str) -> None:
+        """Move checkpoints/ and what was made from them (train log, evaluation, results) to checkpoints.old-*."""
+        if not self.paths.checkpoints.exists():
+            return
+        aside = set_aside(self.paths.checkpoints)
         # its validations, evaluations and results belong to the old training
         for old in (self.paths.train_log, self.paths.evaluation, self.paths.results):
             if old.exists():
                 shutil.move(str(old), aside / old.name)
-        log.warning("--force: config changed (%s); old checkpoints, evaluation and results moved to %s",
-                    "; ".join(reasons), aside)
+        log.warning("%s; old checkpoints, evaluation and results moved to %s", why, aside)
+
+    # ----- --redo N: invalidate stage N's outputs once, then run as usual (so an interrupted redo resumes) -----
+    @property
+    def redo_marker(self) -> Path:
+        return self.paths.target_dir / "redo.json"
+
+    def redo_begun(self) -> int | None:
+        """The stage whose --redo began and has not finished, if any."""
+        try:
+            return int(json.loads(self.redo_marker.read_text())["stage"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def begin_redo(self, stage: Stage) -> None:
+        """Forget stage N's record and set its outputs aside (training, evaluation/); the cache is prepared anew."""
+        self.paths.record(stage.number).unlink(missing_ok=True)
+        if stage.role == "train":
+            self.set_training_aside("--redo: training from scratch")
+        elif stage.role == "evaluate" and self.paths.evaluation.exists():
+            log.warning("--redo: every pair is evaluated anew; the earlier evaluation is in %s",
+                        set_aside(self.paths.evaluation))
+        atomic_write_json(self.redo_marker, {"stage": stage.number, "began": time.time()})
 
     def config_diff(self) -> list[str]:
         """Lines naming each key that differs from the config saved by the last run."""
@@ -242,18 +276,22 @@ class Runner:
                 self.problem.cache_lease = None
 
     def _run_plan(self, start: int, stop: int) -> None:
+        if self.problem.context.redo is not None and self.problem.context.redo == self.redo_begun():
+            log.info("continuing the --redo %d begun before (its stage has not finished yet)", self.problem.context.redo)
+            self.problem.context.redo = None  # its record is gone: the stage runs, resuming what it had done
         plan = self.plan(start, stop)
         self.check_earlier_done(plan)
         self.problem.check_config()
-        if any(p.action == "run" and p.stage.role == "train" for p in plan):
-            self.guard_checkpoints()
+        if any(p.action == "run" and p.stage.role == "train" and p.stage.number != self.problem.context.redo for p in plan):
+            self.guard_checkpoints()  # --redo of training sets the old one aside instead
         for line in self.config_diff():
             log.info("%s", line)
         cfglib.save_config(self.conf, self.paths.config)
         for item in plan:
             if item.action == "skip":
                 log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
-            elif item.action == "run" and item.state.status == "stale" and self.state(item.stage).status == "done":
+            elif item.action == "run" and item.stage.number != self.problem.context.redo \
+                    and item.state.status == "stale" and self.state(item.stage).status == "done":
                 # planned only because an earlier stage ran again, and that one produced the same output
                 log.info("stage %d (%s) is up to date (earlier stages re-ran with the same output); skipping",
                          item.stage.number, item.stage.name)
@@ -261,12 +299,15 @@ class Runner:
                 self.run_one(item.stage)
 
     def run_one(self, stage: Stage) -> None:
-        state = self.state(stage)
+        redo = self.problem.context.redo == stage.number
+        state = StageState("stale", ["--redo: from scratch"]) if redo else self.state(stage)
         if state.status == "stale":
             log.info("stage %d (%s) is stale: %s", stage.number, stage.name, "; ".join(state.reasons))
         log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
         began = time.time()
         training = stage.role == "train"
+        if redo:
+            self.begin_redo(stage)
         if training:
             self.guard_checkpoints()
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -287,9 +328,21 @@ class Runner:
             finished_at=time.time(),
             config_digest=digest(deps),
             roots=self.roots,
+            rules=DEPENDENCY_RULES,
         )
         record.save(self.paths.record(stage.number))
+        if self.redo_begun() == stage.number:
+            self.redo_marker.unlink()
         log.info("stage %d (%s) done in %.1f s", stage.number, stage.name, time.time() - began)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to `<name>.old-<time>` beside it; return the new path."""
+    aside = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    while aside.exists():  # twice within a second
+        aside = aside.with_name(aside.name + "+")
+    shutil.move(str(path), aside)
+    return aside
 
 
 def describe_plan(runner: Runner, plan: list[PlannedStage]) -> list[str]:

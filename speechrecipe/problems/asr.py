@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 from omegaconf import DictConfig
 
 from speechrecipe.engine.paths import test_manifest_name
-from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.engine.recipe import Recipe
 from speechrecipe.errors import ConfigError
 from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
@@ -17,13 +17,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
-TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.max_batch_secs", "build_optimizer", "build_scheduler", "train")
 TOKENIZER = "tokenizer.json"
 LEXICON = "lexicon.txt"  # in evaluation/: the LM decoder's words, spelled in tokens
 
 
-class ASR(Problem):
+class ASR(Recipe):
     """Speech recognition: a CTC model over characters, words or subwords; greedy and beam-search decoding."""
 
     conf_name = "asr"
@@ -34,25 +32,22 @@ class ASR(Problem):
                "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
                "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
 
-    @stage(0, "prepare data", "parse LibriSpeech splits into train/valid/test manifests with transcripts",
-           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
-    def prepare_data(self) -> list[Path]:
-        return self.prepare_corpus_cached()
+    stage_texts = {
+        0: "parse LibriSpeech splits into train/valid/test manifests with transcripts",
+        1: "fit the tokenizer on the training transcripts (blank = 0)",
+        2: "train the CTC model; keep valid_best by validation WER (greedy decoding)",
+        3: "decode each test set with every checkpoint (greedy, beam search): WER, CER, hypothesis files",
+        4: "valid_best per test set with 95 % intervals by utterance, best on test by beam-search WER beside it: "
+           "results.json, README.md",
+    }
+    encoder_name = "tokenizer"
+    training_reads = ("train.jsonl", "valid.jsonl", TOKENIZER)
+    test_set_keys = ("prepare_data.test_sets",)
+    config_sections = ("build_tokenizer",)
+    engine_keys = ("evaluate.beam_size", "evaluate.lm")
 
-    @stage(1, "build tokenizer", "fit the tokenizer on the training transcripts (blank = 0)", uses=("build_tokenizer",),
-           reads=("train.jsonl",))
-    def build_tokenizer_stage(self) -> list[Path]:
-        return self.fit_encoder()
-
-    @stage(2, "train", "train the CTC model; keep valid_best by validation WER (greedy decoding)", role="train",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
-           reads=("train.jsonl", "valid.jsonl", TOKENIZER))
-    def train_stage(self) -> None:
-        self.train_model()
-
-    @stage(3, "evaluate", "decode each test set with every checkpoint (greedy, beam search): WER, CER, hypothesis files",
-           role="evaluate", uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
-    def evaluate_stage(self) -> list[Path]:
+    def evaluate_checkpoints(self) -> list[Path]:
+        """With an LM and no lexicon, the training words spelled in tokens become the lexicon first."""
         if self.conf.evaluate.lm.path and not self.conf.evaluate.lm.lexicon:
             from speechrecipe.data.manifest import read_jsonl
             from speechrecipe.decoding.lm import write_lexicon
@@ -60,12 +55,7 @@ class ASR(Problem):
             rows = read_jsonl(self.paths.manifest("train"))
             words = (w for r in rows for w in r["transcript"].split())
             write_lexicon(self.paths.evaluation / LEXICON, words, self.load_encoder())
-        return self.evaluate_checkpoints()
-
-    @stage(4, "report best", "valid_best per test set with 95 % intervals by utterance, best on test by beam-search "
-           "WER beside it: results.json, README.md", role="report")
-    def report_stage(self) -> None:
-        self.report_best()
+        return super().evaluate_checkpoints()
 
     # ----- hooks ---------------------------------------------------------------------------
     def prepare_corpus(self, out_dir: Path) -> dict:
@@ -193,7 +183,7 @@ class ASR(Problem):
 
         from speechrecipe.data.manifest import read_jsonl
         from speechrecipe.data.tokenizer import normalize
-        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.engine.pairs import collect
         from speechrecipe.tasks.asr import decode_batch, score_hypotheses, write_hypotheses
 
         device = torch.device(self.device)
@@ -212,8 +202,6 @@ class ASR(Problem):
             from speechrecipe.data.tokenizer import require_sentencepiece
 
             require_sentencepiece()  # a missing optional package is reported before stage 0
-        if self.conf.evaluate.beam_size < 1:
-            raise ConfigError(f"evaluate.beam_size: {self.conf.evaluate.beam_size}; use 1 or more")
         lm = self.conf.evaluate.lm
         for key in ("path", "lexicon"):
             if lm[key] and not Path(lm[key]).expanduser().is_file():

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from speechrecipe.config import closest
 from speechrecipe.engine.paths import test_manifest_name
-from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.engine.recipe import Recipe
 from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.nn.catalog import PRECOMPUTED, UPSTREAM_NAMES
 
@@ -19,14 +19,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
-TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.bucket",
-                                   "build_batch_sampler.bucket_batches", "build_optimizer", "build_scheduler", "train")
 ENCODER = "speakers.json"
 TEST_SET_KEYS = {"name", "trial_file", "exclude_speakers"}
 
 
-class ASV(Problem):
+class ASV(Recipe):
     """Speaker verification: train a speaker classifier, score trials by cosine similarity."""
 
     conf_name = "asv"
@@ -37,33 +34,18 @@ class ASV(Problem):
                "build_task.loss": ("softmax", "amsoftmax", "aamsoftmax"), "evaluate.score_norm": ("none", "asnorm"),
                "prepare_data.check_audio": ("full", "header"), "build_dataset.crop_mode": ("fixed", "max")}
 
-    @stage(0, "prepare data", "parse VoxCeleb1 into train/valid manifests and trial lists", role="prepare",
-           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
-    def prepare_data(self) -> list[Path]:
-        return self.prepare_corpus_cached()
-
-    @stage(1, "build encoder", "map training speaker ids to class indices", uses=("build_encoder",),
-           reads=("train.jsonl",))
-    def build_encoder_stage(self) -> list[Path]:
-        return self.fit_encoder()
-
-    @stage(2, "train", "train the speaker classifier; keep valid_best by validation EER", role="train",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
-           reads=("train.jsonl", "valid.jsonl", "trials_valid.tsv", ENCODER))  # not the test sets: adding one keeps training
-    def train_stage(self) -> None:
-        self.train_model()
-
-    # evaluate.test_ckpt_steps is a dependency: asking for other checkpoints must run the stage again
-    # (pairs already evaluated are reused, see engine/evaluate.py)
-    @stage(3, "evaluate", "embed each test utterance once per checkpoint, cosine-score every trial", role="evaluate",
-           uses=("evaluate",))
-    def evaluate_stage(self) -> list[Path]:
-        return self.evaluate_checkpoints()
-
-    @stage(4, "report best", "valid_best per test set with 95 % intervals by speaker, best on test beside it: "
-           "results.json, README.md, DET curves", role="report")
-    def report_stage(self) -> None:
-        self.report_best()
+    stage_texts = {
+        0: "parse VoxCeleb1 into train/valid manifests and trial lists",
+        1: "map training speaker ids to class indices",
+        2: "train the speaker classifier; keep valid_best by validation EER",
+        3: "embed each test utterance once per checkpoint, cosine-score every trial",
+        4: "valid_best per test set with 95 % intervals by speaker, best on test beside it: results.json, README.md, "
+           "DET curves",
+    }
+    training_reads = ("train.jsonl", "valid.jsonl", "trials_valid.tsv", ENCODER)  # not the test sets
+    test_set_keys = ("prepare_data.test_sets",)
+    engine_keys = ("build_upstream.precomputed", "evaluate.score_norm", "evaluate.asnorm_top_n",
+                   "evaluate.asnorm_cohort_per_speaker")
 
     # ----- hooks ---------------------------------------------------------------------------
     def prepare_corpus(self, out_dir: Path) -> dict:
@@ -175,7 +157,7 @@ class ASV(Problem):
         import torch
 
         from speechrecipe.data.manifest import read_trials
-        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.engine.pairs import collect
         from speechrecipe.metrics.eer import eer
         from speechrecipe.metrics.mindcf import min_dcf
         from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, embedding_table, write_scores
@@ -201,7 +183,7 @@ class ASV(Problem):
         import torch.nn.functional as F
 
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.engine.pairs import collect
 
         per_speaker: dict[str, list[dict]] = {}
         for row in read_jsonl(self.paths.manifest("train")):
@@ -251,9 +233,6 @@ class ASV(Problem):
         names = self.test_sets()
         if len(set(names)) != len(names):
             raise ConfigError(f"prepare_data.test_sets: names must differ, got {names}")
-        if self.conf.build_batch_sampler.bucket_batches < 1:
-            raise ConfigError(f"build_batch_sampler.bucket_batches: {self.conf.build_batch_sampler.bucket_batches} "
-                              "must be at least 1 (batches per length-sorted pool)")
 
 
 def _check_test_set_keys(index: int, item) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig
 
 from speechrecipe.engine.paths import test_manifest_name
-from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.engine.recipe import Recipe
 from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.nn.catalog import PRECOMPUTED, UPSTREAM_NAMES
 
@@ -27,42 +27,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_SECTIONS = ("pretrained", "build_upstream", "build_featurizer", "build_downstream", "build_task")
-TRAIN_SECTIONS = MODEL_SECTIONS + ("build_dataset", "build_batch_sampler.batch_size", "build_batch_sampler.balance_by",
-                                   "build_optimizer", "build_scheduler", "train")
 
-
-class UtteranceClassification(Problem):
+class UtteranceClassification(Recipe):
     """Classify whole utterances: pooled upstream features, one linear head per label field."""
 
     metric, higher_better, results_title = "accuracy", True, "Utterance classification results"
     report_balanced_accuracy = False  # also balanced accuracy (mean per-class recall) in validation and results
     choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("probe",),  # nn/classifiers.py
                "build_downstream.probe.pooling": ("mean", "stats", "attentive"), "prepare_data.check_audio": ("full", "header")}
-
-    def test_sets(self) -> list[str]:
-        """Names of the test sets stage 0 writes (besides train and valid)."""
-        return ["test"]
-
-    @stage(1, "build encoder", "map each label field's values to class indices", uses=("build_encoder",))
-    def build_encoder_stage(self) -> list[Path]:
-        return self.fit_encoder()
-
-    @stage(2, "train", "train the classifier; keep valid_best by validation accuracy", role="train",
-           uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",), resume_safe=TRAIN_RESUME_SAFE,
-           reads=("train.jsonl", "valid.jsonl", "classes_*.json"))
-    def train_stage(self) -> None:
-        self.train_model()
-
-    @stage(3, "evaluate", "accuracy of each chosen checkpoint on each test set; predictions, confusion matrices",
-           role="evaluate", uses=("evaluate",), ignore=("evaluate.test_ckpt_steps",))
-    def evaluate_stage(self) -> list[Path]:
-        return self.evaluate_checkpoints()
-
-    @stage(4, "report best", "valid_best per test set with 95 % intervals by utterance, best on test by accuracy "
-           "beside it: results.json, README.md, confusion matrices", role="report")
-    def report_stage(self) -> None:
-        self.report_best()
+    stage_texts = {
+        1: "map each label field's values to class indices",
+        2: "train the classifier; keep valid_best by validation accuracy",
+        3: "accuracy of each chosen checkpoint on each test set; predictions, confusion matrices",
+        4: "valid_best per test set with 95 % intervals by utterance, best on test by accuracy beside it: "
+           "results.json, README.md, confusion matrices",
+    }
+    # the encoder stage checks every evaluated label is a training class
+    encoder_reads = ("train.jsonl", "valid.jsonl", "test_*.jsonl")
+    training_reads = ("train.jsonl", "valid.jsonl", "classes_*.json")
+    engine_keys = ("build_upstream.precomputed", "evaluate.top_k", "evaluate.confusion_matrix")
 
     # ----- hooks ---------------------------------------------------------------------------
     def save_encoder(self, encoder: dict[str, "LabelEncoder"]) -> list[Path]:
@@ -184,19 +167,9 @@ class UtteranceClassification(Problem):
     def classify(self, task, split: str, encoders: dict[str, "LabelEncoder"],
                  out_dir: Path | None = None, name: str | None = None) -> dict[str, float]:
         """Accuracy (and top-k) of `task` on a manifest; with out_dir, also predictions and confusion matrices."""
-        import torch
-
-        from speechrecipe.engine.evaluate import collect
         from speechrecipe.tasks.classification import classification_metrics, gather, write_predictions
 
-        device = torch.device(self.device)
-        task.to(device).eval()
-        dataset = self.build_dataset(self.conf.build_dataset, split, encoders)
-        if not dataset.rows:
-            raise DataError(f"{self.paths.manifest(split)} holds no utterances; "
-                            f"see the counts in {self.paths.cache / 'summary.json'}")
-        outputs = collect(task.test_step, self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs),
-                          device, f"classify {split}")
+        outputs = self.test_outputs(task, split, encoders, desc="classify")
         ids, logits, labels = gather(outputs)
         if out_dir is not None:
             write_predictions(out_dir / (name or split), ids, logits, labels, encoders, self.conf.evaluate.confusion_matrix)
@@ -217,5 +190,5 @@ class UtteranceClassification(Problem):
         fields = list(self.conf.build_encoder.fields)
         if not fields or len(set(fields)) != len(fields):
             raise ConfigError(f"build_encoder.fields: {fields} must name one or more distinct manifest fields")
-        if any(not isinstance(k, int) or k < 1 for k in self.conf.evaluate.top_k):
-            raise ConfigError(f"evaluate.top_k: {list(self.conf.evaluate.top_k)} must be whole numbers >= 1")
+        if any(not isinstance(k, int) for k in self.conf.evaluate.top_k):  # their range is ranges.py's
+            raise ConfigError(f"evaluate.top_k: {list(self.conf.evaluate.top_k)} must be whole numbers")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
-from speechrecipe.engine.problem import TRAIN_IGNORED, TRAIN_RESUME_SAFE, Problem, stage
+from speechrecipe.engine.recipe import Recipe
 from speechrecipe.errors import ConfigError
 from speechrecipe.nn.catalog import UPSTREAM_NAMES
 
@@ -24,13 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPEAKER_ORDER = "speaker_order.json"
-# Validation also reads evaluate.chunk_secs, chunk_overlap_secs, threshold, median_frames and collar_secs;
-# like train.valid_metric they pick valid_best but never change the weights, so they are not listed here.
-TRAIN_SECTIONS = ("pretrained", "build_encoder", "build_upstream", "build_featurizer", "build_downstream", "build_dataset",
-                  "build_batch_sampler.batch_size", "build_optimizer", "build_scheduler", "train")
 
 
-class Diarization(Problem):
+class Diarization(Recipe):
     """Frame-level speaker activity (one sigmoid per output speaker), PIT BCE, DER with its parts."""
 
     conf_name = "diarization"
@@ -39,35 +35,27 @@ class Diarization(Problem):
     choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
                "prepare_data.check_audio": ("full", "header")}
 
-    @stage(0, "prepare data", "parse Kaldi data dirs (wav.scp, rttm; segments, utt2spk, reco2dur checked) into "
-           "per-recording manifests; builds the mini corpus first when dataset_root is null", role="prepare",
-           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
-    def prepare_data(self) -> list[Path]:
+    stage_texts = {
+        0: "parse Kaldi data dirs (wav.scp, rttm; segments, utt2spk, reco2dur checked) into per-recording manifests; "
+           "builds the mini corpus first when dataset_root is null",
+        1: "each training recording's speakers in output order (most speech first)",
+        2: "train on fixed-length chunks with permutation-invariant BCE; keep valid_best by DER on the dev split",
+        3: "diarize each test set by overlapping chunks with every checkpoint (threshold and median filter tuned on "
+           "the dev split): one RTTM each, DER",
+        4: "best checkpoint per test set by DER (missed, false alarm, confusion): results.json, README.md, reference "
+           "against hypothesis activity of one recording",
+    }
+    # validation also reads evaluate.chunk_secs, threshold, ...: they pick valid_best but never change the weights
+    training_reads = ("train.jsonl", "valid.jsonl", SPEAKER_ORDER)
+    test_set_keys = ("prepare_data.test_splits",)
+    engine_keys = ("evaluate.chunk_secs", "evaluate.chunk_overlap_secs", "evaluate.threshold", "evaluate.median_frames",
+                   "evaluate.collar_secs", "evaluate.tune")
+
+    def prepare_corpus_cached(self) -> list[Path]:
+        """The mini corpus is built first when dataset_root is null."""
         if self.conf.prepare_data.dataset_root is None:
             self.build_mini_corpus()
-        return self.prepare_corpus_cached()
-
-    @stage(1, "build encoder", "each training recording's speakers in output order (most speech first)",
-           uses=("build_encoder",), reads=("train.jsonl",))
-    def build_encoder_stage(self) -> list[Path]:
-        return self.fit_encoder()
-
-    @stage(2, "train", "train on fixed-length chunks with permutation-invariant BCE; keep valid_best by DER on the "
-           "dev split", role="train", uses=TRAIN_SECTIONS, ignore=TRAIN_IGNORED + ("train.num_workers",),
-           resume_safe=TRAIN_RESUME_SAFE, reads=("train.jsonl", "valid.jsonl", SPEAKER_ORDER))
-    def train_stage(self) -> None:
-        self.train_model()
-
-    @stage(3, "evaluate", "diarize each test set by overlapping chunks with every checkpoint (threshold and median "
-           "filter tuned on the dev split): one RTTM each, DER", role="evaluate", uses=("evaluate",),
-           ignore=("evaluate.test_ckpt_steps",))
-    def evaluate_stage(self) -> list[Path]:
-        return self.evaluate_checkpoints()
-
-    @stage(4, "report best", "best checkpoint per test set by DER (missed, false alarm, confusion): results.json, "
-           "README.md, reference against hypothesis activity of one recording", role="report")
-    def report_stage(self) -> None:
-        self.report_best()
+        return super().prepare_corpus_cached()
 
     # ----- hooks ---------------------------------------------------------------------------
     def prepare_corpus(self, out_dir: Path) -> dict:
@@ -230,7 +218,7 @@ class Diarization(Problem):
         from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.diarization_chunks import RecordingChunks
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.engine.evaluate import collect
+        from speechrecipe.engine.pairs import collect
         from speechrecipe.tasks.diarization import plan_chunks, stitch
 
         grid, c = self.frame_grid, self.conf.evaluate
@@ -284,15 +272,10 @@ class Diarization(Problem):
 
     def check_config(self) -> None:
         super().check_config()
-        c = self.conf.evaluate
-        checks = [("build_encoder.num_speakers", self.conf.build_encoder.num_speakers >= 1, "use 1 or more"),
-                  ("build_dataset.chunk_secs", self.conf.build_dataset.chunk_secs > 0, "use a positive length"),
-                  ("evaluate.chunk_overlap_secs", 0 <= c.chunk_overlap_secs < c.chunk_secs, "use 0 or more, below evaluate.chunk_secs"),
-                  ("evaluate.collar_secs", c.collar_secs >= 0, "use 0 or more")]
-        checks += [(f"evaluate.{k}", all(int(m) >= 1 and int(m) % 2 == 1 for m in v), "use odd frame counts (1: no filter)")
+        c = self.conf.evaluate  # each key's range is ranges.py's; these relate keys or need more than a range
+        checks = [("evaluate.chunk_overlap_secs", c.chunk_overlap_secs < c.chunk_secs, "keep it below evaluate.chunk_secs")]
+        checks += [(f"evaluate.{k}", all(int(m) % 2 == 1 for m in v), "use odd frame counts (1: no filter)")
                    for k, v in (("median_frames", [c.median_frames]), ("tune.median_frames", c.tune.median_frames))]
-        checks += [(f"evaluate.{k}", all(0 < float(t) < 1 for t in v), "use probabilities between 0 and 1")
-                   for k, v in (("threshold", [c.threshold]), ("tune.thresholds", c.tune.thresholds))]
         for key, ok, fix in checks + self._mini_checks():
             if not ok:
                 raise ConfigError(f"{key}: {OmegaConf.select(self.conf, key)}; {fix}")
@@ -306,6 +289,4 @@ class Diarization(Problem):
         splits, pause = {c.train_split, c.dev_split, *c.test_splits}, list(c.mini.pause_secs)
         return [("prepare_data.mini.recordings", set(c.mini.recordings) <= set(SOURCE_SPLITS) and splits <= set(c.mini.recordings),
                  f"the mini corpus has splits {', '.join(SOURCE_SPLITS)}; the split keys must name its splits"),
-                ("prepare_data.mini.overlap_ratio", 0 <= c.mini.overlap_ratio <= 1, "use a share between 0 and 1"),
-                ("prepare_data.mini.pause_secs", len(pause) == 2 and 0 <= pause[0] <= pause[1], "use [min, max] seconds"),
-                ("prepare_data.mini.utterances_per_recording", c.mini.utterances_per_recording >= 1, "use 1 or more")]
+                ("prepare_data.mini.pause_secs", len(pause) == 2 and pause[0] <= pause[1], "use [min, max] seconds")]

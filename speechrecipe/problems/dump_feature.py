@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 from speechrecipe.config import asset_path
 from speechrecipe.fileio import atomic_write_json, digest
 from speechrecipe.nn.catalog import SSL, SSL_SAMPLE_RATE, UPSTREAM_NAMES
-from speechrecipe.engine.problem import Problem, stage
+from speechrecipe.engine.problem import stage
+from speechrecipe.engine.recipe import PreparesCorpus
 from speechrecipe.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -51,18 +52,16 @@ OWN_ARGUMENTS = ("root", "out_dir", "strict", "check_audio", "num_workers", "sam
 TIMING = "dump_timing"  # per-shard compute times (not part of the dump: they differ run to run)
 
 
-class DumpFeature(Problem):
+class DumpFeature(PreparesCorpus):
     """Run an upstream over a corpus once and keep its features in shards, for training without recomputing them."""
 
     conf_name = "dump-feature"
     description = "dump upstream features of a corpus into shards + index, for the precomputed upstream"
     choices = {"prepare_data.corpus": (*CORPORA, LIST), "build_upstream.name": UPSTREAM_NAMES,
                "dump.dtype": ("float16", "float32"), "prepare_data.check_audio": ("full", "header")}
+    config_sections = ("dump",)
+    stage_texts = {0: "parse the corpus (or a list of audio files) into manifests"}
 
-    @stage(0, "prepare data", "parse the corpus (or a list of audio files) into manifests", role="prepare",
-           uses=("prepare_data",), ignore=("prepare_data.num_workers",))
-    def prepare_data(self) -> list[Path]:
-        return self.prepare_corpus_cached()
 
     @stage(1, "dump", "run the upstream over every utterance into shards + index (every torchrun rank dumps its share)",
            uses=("prepare_data", "build_upstream", "dump"), all_ranks=True)

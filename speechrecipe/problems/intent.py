@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechrecipe.engine.problem import stage
 from speechrecipe.problems.classification import UtteranceClassification
 
 
@@ -13,12 +12,8 @@ class IntentClassification(UtteranceClassification):
     conf_name = "intent"
     description = "intent classification on Fluent Speech Commands: one head per slot, per-slot and utterance accuracy"
     results_title = "Intent classification results"
+    stage_texts = {0: "parse Fluent Speech Commands' data/{train,valid,test}_data.csv into manifests"}
     choices = {"build_downstream.name": ("tcresnet", "ecapa", "xvector", "probe")}
-
-    @stage(0, "prepare data", "parse Fluent Speech Commands' data/{train,valid,test}_data.csv into manifests",
-           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
-    def prepare_data(self) -> list[Path]:
-        return self.prepare_corpus_cached()
 
     def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.fluent_speech_commands import prepare_fluent_speech_commands

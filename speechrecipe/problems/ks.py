@@ -11,7 +11,6 @@ import json
 import logging
 from pathlib import Path
 
-from speechrecipe.engine.problem import stage
 from speechrecipe.errors import ConfigError
 from speechrecipe.problems.classification import UtteranceClassification
 
@@ -27,12 +26,9 @@ class KeywordSpotting(UtteranceClassification):
     description = "keyword spotting on Speech Commands: 10 words + _unknown_ + _silence_, accuracy and confusion matrix"
     results_title = "Keyword spotting results"
     choices = {"build_downstream.name": ("tcresnet", "bcresnet", "probe")}
+    stage_texts = {0: "parse Speech Commands into manifests: words, _unknown_, _silence_ crops of the noise"}
+    test_set_keys = ("prepare_data.released_test_dir",)
     report_balanced_accuracy = True
-
-    @stage(0, "prepare data", "parse Speech Commands into manifests: words, _unknown_, _silence_ crops of the noise",
-           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
-    def prepare_data(self) -> list[Path]:
-        return self.prepare_corpus_cached()
 
     def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.speech_commands import prepare_speech_commands

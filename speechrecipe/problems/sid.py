@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechrecipe.engine.problem import stage
 from speechrecipe.problems.classification import UtteranceClassification
 
 
@@ -13,12 +12,8 @@ class SpeakerIdentification(UtteranceClassification):
     conf_name = "sid"
     description = "speaker identification on VoxCeleb1 (iden_split.txt): accuracy and top-5 accuracy"
     results_title = "Speaker identification results"
+    stage_texts = {0: "parse VoxCeleb1's iden_split.txt into train (1), valid (2) and test (3) manifests"}
     choices = {"build_downstream.name": ("xvector", "ecapa", "probe")}
-
-    @stage(0, "prepare data", "parse VoxCeleb1's iden_split.txt into train (1), valid (2) and test (3) manifests",
-           role="prepare", uses=("prepare_data",), ignore=("prepare_data.num_workers",))
-    def prepare_data(self) -> list[Path]:
-        return self.prepare_corpus_cached()
 
     def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.voxceleb1 import prepare_voxceleb1_identification

@@ -55,15 +55,15 @@ def result_path(evaluation_dir: Path, checkpoint: str, test_set: str) -> Path:
     return evaluation_dir / checkpoint / f"{test_set}.json"
 
 
-def evaluate_all(
+def run_pairs(
     checkpoints: list[CheckpointRef],
     test_sets: list[str],
     evaluation_dir: Path,
     key: dict[str, Any],
-    evaluate_one: Callable[[dict, str, Path], dict[str, float]],
+    evaluate_pair: Callable[[dict, str, Path], dict[str, float]],
     test_inputs: dict[str, str] | None = None,
 ) -> list[Path]:
-    """For each (checkpoint, test set) without a result for `key`, call evaluate_one(state, test_set, out_dir).
+    """For each (checkpoint, test set) without a result for `key`, call evaluate_pair(state, test_set, out_dir).
 
     `test_inputs` identifies each test set's prepared files (a digest), so a test set whose trial
     list or manifest changed under the same name is evaluated again.
@@ -82,7 +82,7 @@ def evaluate_all(
             if _finished(path, pair_key):
                 log.info("%s on %s: already evaluated; skipping", ref.name, test_set)
             else:
-                metrics = _evaluate_pair(evaluate_one, state, ref, test_set, path.parent)
+                metrics = _run_pair(evaluate_pair, state, ref, test_set, path.parent)
                 record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics, "key": pair_key}
                 ckpt.write_text_atomic(path, json.dumps(record, indent=1))
                 log.info("%s on %s: %s", ref.name, test_set, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
@@ -106,10 +106,10 @@ def _finished(path: Path, key: dict) -> bool:
         return False
 
 
-def _evaluate_pair(evaluate_one, state: dict, ref: CheckpointRef, test_set: str, out_dir: Path) -> dict[str, float]:
+def _run_pair(evaluate_pair, state: dict, ref: CheckpointRef, test_set: str, out_dir: Path) -> dict[str, float]:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return evaluate_one(state, test_set, out_dir)
+        return evaluate_pair(state, test_set, out_dir)
     except OSError as err:  # e.g. a full disk while writing scores
         where = f" ({err.filename})" if err.filename else ""
         raise RunFailure(f"evaluating {ref.name} on {test_set}: {err.strerror or err}{where}; results already "
