@@ -169,6 +169,7 @@ def test_prefix_beam_search_without_pruning_gives_exact_prefix_probabilities():
         assert hyps[0].tokens == max(exact, key=exact.get)
 
 
+@pytest.mark.e2e
 def test_beam_size_one_equals_greedy_on_peaked_log_probs():
     # with every frame's best token above 0.75, a one-prefix beam follows the best path
     rng = np.random.default_rng(2)
@@ -181,6 +182,7 @@ def test_beam_size_one_equals_greedy_on_peaked_log_probs():
     assert checked > 50
 
 
+@pytest.mark.e2e
 def test_beam_search_never_scores_worse_than_greedy():
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -218,6 +220,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.e2e
 def test_asr_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, one_thread):
     corpus, cache = tiny_librispeech(tmp_path / "corpus"), tmp_path / "cache"
     common = ["-c", TINY, "--cache-dir", cache, f"prepare_data.dataset_root={corpus}"]

@@ -81,6 +81,7 @@ def trained(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.e2e
 def test_every_output_file_is_written(trained):
     for name in ("config.yaml", "log.txt", "speakers.json", "train_log.jsonl", "training_curve.png",
                  "checkpoints/valid_best.ckpt", "checkpoints/step-96.ckpt", "checkpoints/run.json",
@@ -134,6 +135,7 @@ def test_results_headline_valid_best_and_show_the_best_on_test_as_an_oracle(trai
     assert s3prl["eer"] == min(per_checkpoint.values()) and s3prl["selected_by"] == "best on test"
 
 
+@pytest.mark.e2e
 def test_trained_model_beats_the_untrained_one_on_the_same_trials(trained, cli, tmp_path):
     untrained = tmp_path / "untrained"
     result = cli("run", "asv", "--target-dir", untrained, *TRAINED, "train.total_steps=1", "build_optimizer.conf.lr=0.0")
@@ -143,6 +145,7 @@ def test_trained_model_beats_the_untrained_one_on_the_same_trials(trained, cli, 
     assert learned < baseline - 0.1, (learned, baseline)  # measured: 0.25 against 0.45
 
 
+@pytest.mark.e2e
 def test_as_norm_evaluates_again_with_a_cohort(trained, cli, tmp_path):
     import shutil
 
@@ -158,6 +161,7 @@ def test_as_norm_evaluates_again_with_a_cohort(trained, cli, tmp_path):
     assert 0.0 <= normed["metrics"]["eer"] < 0.5
 
 
+@pytest.mark.e2e
 def test_test_ckpt_dir_evaluates_a_checkpoint_from_elsewhere(trained, cli, tmp_path):
     import shutil
 
@@ -174,6 +178,7 @@ def test_test_ckpt_dir_evaluates_a_checkpoint_from_elsewhere(trained, cli, tmp_p
     assert json.loads((target / "results" / "results.json").read_text())["voxceleb1_o"]["checkpoint"] == "step-72"
 
 
+@pytest.mark.e2e
 def test_a_list_of_all_speakers_is_evaluated_without_deciding_who_trains(cli, tmp_path, isolated_cache):
     """list_test_all2.txt-style lists cover the training speakers too: exclude_speakers: false."""
     mini = Path(__file__).resolve().parent.parent / "speechrecipe" / "assets" / "mini" / "voxceleb1"

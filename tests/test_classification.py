@@ -224,6 +224,7 @@ def test_utterance_accuracy_needs_every_field_right():
     assert metrics["top2_accuracy_action"] == 1.0
 
 
+@pytest.mark.e2e
 def test_problem_modules_import_no_torch():
     code = ("import sys; from speechrecipe.cli import app; from typer.testing import CliRunner; "
             "r = CliRunner().invoke(app, ['stages', 'ks']); r2 = CliRunner().invoke(app, ['stages', 'intent']); "
@@ -244,6 +245,7 @@ def run_all(cli, problem: str, target: Path, *overrides: str) -> dict:
     return json.loads((target / "results" / "results.json").read_text())
 
 
+@pytest.mark.e2e
 def test_ks_end_to_end_learns_keywords(cli, tmp_path):
     target = tmp_path / "ks"
     results = run_all(cli, "ks", target, "train.total_steps=300", "train.eval_step=100", "train.save_step=300")
@@ -260,6 +262,7 @@ def test_ks_end_to_end_learns_keywords(cli, tmp_path):
     assert predictions[0] == "id\tlabel\tlabel_predicted" and len(predictions) == 72
 
 
+@pytest.mark.e2e
 def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
     results = run_all(cli, "sid", tmp_path / "sid", "build_batch_sampler.batch_size=16",
                       "train.total_steps=150", "train.eval_step=75", "train.save_step=150")
@@ -268,6 +271,7 @@ def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
     assert "top-5 (%)" in (tmp_path / "sid" / "results" / "README.md").read_text()
 
 
+@pytest.mark.e2e
 def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     target = tmp_path / "intent"
     results = run_all(cli, "intent", target, "train.total_steps=300", "train.eval_step=100", "train.save_step=300")
@@ -281,6 +285,7 @@ def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     assert found["units"] == 60 and found["low"] <= results["test"]["accuracy"] <= found["high"]
 
 
+@pytest.mark.e2e
 def test_ks_trains_the_same_from_packed_clips_as_from_the_files(cli, tmp_path, isolated_cache):
     def train(name: str, pack: str) -> dict:
         target = tmp_path / name
@@ -295,6 +300,7 @@ def test_ks_trains_the_same_from_packed_clips_as_from_the_files(cli, tmp_path, i
     assert {"train", "valid"} <= packs
 
 
+@pytest.mark.e2e
 def test_editing_a_list_or_adding_a_clip_prepares_the_corpus_again(cli, speech_commands, tmp_path):
     target = tmp_path / "exp"
     args = ("--stop", "1", "--target-dir", target, f"prepare_data.dataset_root={speech_commands}",

@@ -34,6 +34,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     return run_asv(root / "a"), run_asv(root / "b", LR)
 
 
+@pytest.mark.e2e
 def test_compare_shows_exactly_the_key_in_which_two_runs_differ(cli, runs):
     a, b = runs
     result = cli("compare", a, b, "--format", "json")
@@ -59,6 +60,7 @@ def test_compare_shows_exactly_the_key_in_which_two_runs_differ(cli, runs):
     assert len(rows) == 3 and rows[0][-1] == "build_optimizer.conf.lr" and [r[-1] for r in rows[1:]] == ["0.001", "0.002"]
 
 
+@pytest.mark.e2e
 def test_a_test_set_one_run_lacks_is_a_blank(cli, runs, tmp_path):
     a, _ = runs
     half = tmp_path / "half.txt"
@@ -83,6 +85,7 @@ def test_compare_refuses_a_folder_that_is_no_experiment_and_an_unknown_format(cl
         assert ("no config.yaml" in line) if args[1] == tmp_path else ("--format xml: choose markdown, csv, json" in line)
 
 
+@pytest.mark.e2e
 def test_compare_and_status_import_no_torch(runs):
     code = ("import sys; from typer.testing import CliRunner; from speechrecipe.cli import app; "
             f"r = CliRunner().invoke(app, ['compare', {str(runs[0])!r}, {str(runs[1])!r}]); "

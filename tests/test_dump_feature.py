@@ -18,7 +18,7 @@ import torch
 from speechrecipe.data.audio import read_audio
 from speechrecipe.data.feature_shards import FeatureShards
 from speechrecipe.nn.upstream import Fbank
-from test_resume import wait_for
+from helpers import wait_for
 
 SHARD = "dump.shard_secs=8"  # the mini Speech Commands corpus (~310 s) in ~40 shards
 
@@ -47,6 +47,7 @@ def reference(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.e2e
 def test_dump_holds_every_utterance_as_the_upstream_computes_it(reference):
     shards = FeatureShards.open(reference / "features")
     rows = [json.loads(line) for line in (reference / "features" / "index.jsonl").read_text().splitlines()]
@@ -66,6 +67,7 @@ def test_dump_holds_every_utterance_as_the_upstream_computes_it(reference):
     assert shards.get(utt, 10, 20).shape == (20, 1, 80)
 
 
+@pytest.mark.e2e
 def test_sigkill_during_the_dump_resumes_byte_identical(reference, tmp_path):
     command = speechrecipe("--target-dir", str(tmp_path), SHARD)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -79,6 +81,7 @@ def test_sigkill_during_the_dump_resumes_byte_identical(reference, tmp_path):
     assert dump_bytes(tmp_path) == dump_bytes(reference)
 
 
+@pytest.mark.e2e
 def test_two_ranks_dump_what_one_process_dumps(reference, tmp_path):
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "speechrecipe", "run", "dump-feature", "--target-dir", str(tmp_path), SHARD])
@@ -87,6 +90,7 @@ def test_two_ranks_dump_what_one_process_dumps(reference, tmp_path):
     assert dump_bytes(tmp_path) == dump_bytes(reference)
 
 
+@pytest.mark.e2e
 def test_two_nodes_dump_what_one_process_dumps(reference, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -146,6 +150,7 @@ KS_PLAIN = ("build_upstream.fbank.n_mels=80", "build_upstream.fbank.cmn=false", 
             "build_dataset.augment.noise_prob=0", "build_task.specaugment.apply=false")
 
 
+@pytest.mark.e2e
 def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, tmp_path):
     """Whole 1 s clips, no augmentation, float32 dump: nothing random touches the waveform."""
     dump = tmp_path / "dump"
@@ -168,6 +173,7 @@ def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, t
     assert np.array_equal(again.get(utt), first.get(utt))
 
 
+@pytest.mark.e2e
 def test_asv_and_sid_train_on_precomputed_frames(cli, tmp_path):
     tiny = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
     dump = tmp_path / "dump"

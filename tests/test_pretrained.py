@@ -189,6 +189,7 @@ def test_a_missing_source_stops_the_cli_before_any_work(cli, tmp_path):
     assert not (tmp_path / "exp" / "records").exists()
 
 
+@pytest.mark.e2e
 def test_transfer_from_a_previous_run_into_a_new_one_through_the_cli(cli, tmp_path):
     """Train A; start B from A's valid_best (the whole model) with lr 0: B's weights equal A's."""
     common = ["-c", str(TINY_YAML), "train.num_workers=0", "build_batch_sampler.batch_size=8", "build_dataset.max_secs=0.8",
@@ -222,6 +223,7 @@ def tiny_hugging_face_model(folder: Path):
     return hf
 
 
+@pytest.mark.e2e
 def test_a_hugging_face_wav2vec2_folder_is_imported_through_torchaudio(tmp_path):
     hf = tiny_hugging_face_model(tmp_path / "hf_tiny")
     target = Task(2)
@@ -256,6 +258,7 @@ def test_sources_are_copied_where_links_are_impossible_and_a_second_collect_keep
     assert sorted(p.name for p in (tmp_path / "copied").iterdir()) == ["downstream.ckpt", "report.json"]
 
 
+@pytest.mark.e2e
 def test_a_hugging_face_upstream_trains_and_evaluates_frozen_through_the_cli(cli, tmp_path):
     """Stages 2-4 with pretrained.upstream = a Hugging Face folder: the checkpoints refer to exactly its weights,
     and stage 3 (a fresh task) loads them again before the checkpoint."""

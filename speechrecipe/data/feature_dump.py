@@ -16,7 +16,7 @@ from torch import nn
 from speechrecipe.data.audio import read_audio
 from speechrecipe.data.feature_shards import ShardWriter, batches_of, row_seconds
 from speechrecipe.data.preprocessors import pad_waveforms
-from speechrecipe.engine.prefetch import Prefetch
+from speechrecipe.data.prefetch import Prefetch
 from speechrecipe.errors import DataError
 
 

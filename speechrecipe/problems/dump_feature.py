@@ -124,7 +124,7 @@ class DumpFeature(PreparesCorpus):
 
         checkpoint = self.conf.dump.checkpoint
         if checkpoint:
-            from speechrecipe.nn.trained import load_front_end
+            from speechrecipe.engine.trained import load_front_end
 
             module = load_front_end(Path(str(checkpoint)), self)
             name = f"checkpoint {checkpoint}"
