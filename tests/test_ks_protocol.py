@@ -56,6 +56,7 @@ def shares(prepared: Path, split: str) -> Counter:
     return Counter(row["label"] for row in read_jsonl(prepared / f"{name}.jsonl"))
 
 
+@pytest.mark.e2e  # generates a corpus with espeak-ng (and trains)
 def test_default_beats_always_unknown_on_the_published_test_split_and_a_class_balanced_one(cli, corpus, tmp_path):
     target = tmp_path / "ks"
     prepared = run_ks(cli, target, *data_args(corpus), "train.total_steps=300")
@@ -75,6 +76,7 @@ def test_default_beats_always_unknown_on_the_published_test_split_and_a_class_ba
     assert f"| test | {sum(test.values())} clips: _unknown_ {100 * always_unknown:.1f} %" in readme
 
 
+@pytest.mark.e2e  # generates a corpus with espeak-ng (and trains)
 def test_train_and_test_class_shares_follow_the_configured_protocol(cli, corpus, tmp_path):
     published = run_ks(cli, tmp_path / "published", "--stop", "0", *data_args(corpus))
     listed = {"train": 12, "valid": 3, "test": 4}  # speakers; each says 10 command words and 18 `_unknown_` clips
