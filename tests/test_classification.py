@@ -205,7 +205,7 @@ class Rows:
 
 
 def test_class_balanced_sampling_draws_every_class_about_equally(tmp_path):
-    conf = load_config("ks", overrides=["build_batch_sampler.batch_size=10"])
+    conf = load_config("ks", overrides=["build_batch_sampler.batch_size=10", "build_batch_sampler.balance_by=label"])
     problem = KeywordSpotting(conf, ExperimentPaths(tmp_path, tmp_path / "cache"))
     labels = ["_unknown_"] * 800 + ["yes"] * 150 + ["_silence_"] * 50
     sampler = problem.build_batch_sampler(conf.build_batch_sampler, Rows(labels))

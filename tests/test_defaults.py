@@ -171,7 +171,8 @@ def test_ks_defaults_resume_bit_identical_with_augmentation(cli, tmp_path):
     """Shift, noise and SpecAugment draw from the sample seeds, so stopping at update 6 and going on to 12
     ends with the same weights as 12 updates in one go (packed clips, prefetch thread: the defaults)."""
     common = ("--stop", "2", "train.log_step=3", "train.eval_step=6", "train.save_step=6",
-              "build_batch_sampler.batch_size=8", "train.keep_num_ckpts=0")
+              "build_batch_sampler.batch_size=8", "train.keep_num_ckpts=0",
+              "build_scheduler.conf.total_steps=12", "build_task.specaugment.apply=true")  # one schedule for both runs
 
     def train(target: Path, steps: int) -> None:
         result = cli("run", "ks", "--target-dir", target, *common, f"train.total_steps={steps}")
