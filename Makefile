@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # e.g. `make install TORCH="torch torchaudio"`.
 TORCH ?= torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The unit tests without end-to-end recipe runs (marker e2e, see tests/conftest.py): under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e"
 
 # Benchmarks behind bench/RESULTS.md (about 20 minutes on 2 cores; run on a quiet machine).
 bench: install

@@ -32,6 +32,7 @@ RANGES: dict[str, str] = {
     "prepare_data.valid_count": f"{COUNT} or null",
     "prepare_data.num_valid_trials": COUNT,
     "prepare_data.silence_fraction": PROBABILITY,
+    "prepare_data.unknown_fraction": f"{NONNEGATIVE} or null",  # ks: `_unknown_` clips per command-word clip
     "prepare_data.silence_secs": POSITIVE,
     "prepare_data.sample_rate": COUNT,  # dump-feature (the training problems take build_dataset.sample_rate)
     # dump-feature, stage 1

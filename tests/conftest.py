@@ -1,4 +1,9 @@
-"""Shared fixtures: the CLI runner and an isolated cache per test session."""
+"""Shared fixtures: the CLI runner and an isolated cache per test session; the `e2e` marker.
+
+Tests that run recipes end to end (training, subprocesses, torchrun: seconds to minutes each) carry
+`@pytest.mark.e2e`, and so does every test that uses a module fixture that trains (E2E_FIXTURES).
+`make test-fast` runs the others (`pytest -m "not e2e"`, under a minute); `make test` runs all.
+"""
 from __future__ import annotations
 
 import os
@@ -29,3 +34,16 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+E2E_FIXTURES = {"trained", "runs", "reference", "exp", "awkward_run"}  # module fixtures that train a model first
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "e2e: runs a recipe end to end (seconds to minutes); make test-fast leaves it out")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -20,6 +20,7 @@ from speechrecipe.data.manifest import read_jsonl
 from speechrecipe.data.tokenizer import BLANK, build_tokenizer, load_tokenizer
 from speechrecipe.decoding.ctc import beam_best, ctc_log_likelihood, greedy, prefix_beam_search
 from speechrecipe.errors import DataError
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = REPO / "speechrecipe" / "assets" / "mini" / "librispeech" / "LibriSpeech"
@@ -169,6 +170,7 @@ def test_prefix_beam_search_without_pruning_gives_exact_prefix_probabilities():
         assert hyps[0].tokens == max(exact, key=exact.get)
 
 
+@pytest.mark.e2e
 def test_beam_size_one_equals_greedy_on_peaked_log_probs():
     # with every frame's best token above 0.75, a one-prefix beam follows the best path
     rng = np.random.default_rng(2)
@@ -181,6 +183,7 @@ def test_beam_size_one_equals_greedy_on_peaked_log_probs():
     assert checked > 50
 
 
+@pytest.mark.e2e
 def test_beam_search_never_scores_worse_than_greedy():
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -218,6 +221,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.e2e
 def test_asr_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, one_thread):
     corpus, cache = tiny_librispeech(tmp_path / "corpus"), tmp_path / "cache"
     common = ["-c", TINY, "--cache-dir", cache, f"prepare_data.dataset_root={corpus}"]
@@ -253,6 +257,7 @@ def test_asr_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, one_threa
     for key, found in intervals.items():
         assert found["unit"] == "utterance" and found["units"] == len(test_ids) and found["value"] == results[key]
         assert found["low"] <= results[key] <= found["high"], (key, found)
+    assert assert_headline_is_the_resampled_statistic(trained, "asr", cache) == 4  # issue 22
 
     # the same model with a zero learning rate: what an untrained model scores
     untrained = tmp_path / "untrained"

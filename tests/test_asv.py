@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from speechrecipe.data.manifest import read_jsonl, read_trials
 from speechrecipe.metrics.eer import eer
 from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, read_scores, write_scores
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 # the tiny model, trained long enough to generalise to the unseen test speakers
@@ -81,6 +82,7 @@ def trained(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.e2e
 def test_every_output_file_is_written(trained):
     for name in ("config.yaml", "log.txt", "speakers.json", "train_log.jsonl", "training_curve.png",
                  "checkpoints/valid_best.ckpt", "checkpoints/step-96.ckpt", "checkpoints/run.json",
@@ -122,6 +124,7 @@ def test_results_headline_valid_best_and_show_the_best_on_test_as_an_oracle(trai
     assert best["oracle"]["eer"] == min(per_checkpoint.values())
     interval = best["intervals"]["eer"]
     assert interval["unit"] == "speaker" and interval["resamples"] == 1000 and interval["low"] <= best["eer"] <= interval["high"]
+    assert assert_headline_is_the_resampled_statistic(trained, "asv") == 3  # eer, mindcf_0.01, mindcf_0.05 (issue 22)
     readme = (trained / "results" / "README.md").read_text()
     assert "| voxceleb1_o | valid_best (step " in readme and "EER (%)" in readme and "best on test (oracle)" in readme
     assert f"{100 * best['eer']:.2f} ({100 * interval['low']:.2f}–{100 * interval['high']:.2f})" in readme
@@ -134,6 +137,7 @@ def test_results_headline_valid_best_and_show_the_best_on_test_as_an_oracle(trai
     assert s3prl["eer"] == min(per_checkpoint.values()) and s3prl["selected_by"] == "best on test"
 
 
+@pytest.mark.e2e
 def test_trained_model_beats_the_untrained_one_on_the_same_trials(trained, cli, tmp_path):
     untrained = tmp_path / "untrained"
     result = cli("run", "asv", "--target-dir", untrained, *TRAINED, "train.total_steps=1", "build_optimizer.conf.lr=0.0")
@@ -143,6 +147,7 @@ def test_trained_model_beats_the_untrained_one_on_the_same_trials(trained, cli, 
     assert learned < baseline - 0.1, (learned, baseline)  # measured: 0.25 against 0.45
 
 
+@pytest.mark.e2e
 def test_as_norm_evaluates_again_with_a_cohort(trained, cli, tmp_path):
     import shutil
 
@@ -158,6 +163,7 @@ def test_as_norm_evaluates_again_with_a_cohort(trained, cli, tmp_path):
     assert 0.0 <= normed["metrics"]["eer"] < 0.5
 
 
+@pytest.mark.e2e
 def test_test_ckpt_dir_evaluates_a_checkpoint_from_elsewhere(trained, cli, tmp_path):
     import shutil
 
@@ -174,6 +180,7 @@ def test_test_ckpt_dir_evaluates_a_checkpoint_from_elsewhere(trained, cli, tmp_p
     assert json.loads((target / "results" / "results.json").read_text())["voxceleb1_o"]["checkpoint"] == "step-72"
 
 
+@pytest.mark.e2e
 def test_a_list_of_all_speakers_is_evaluated_without_deciding_who_trains(cli, tmp_path, isolated_cache):
     """list_test_all2.txt-style lists cover the training speakers too: exclude_speakers: false."""
     mini = Path(__file__).resolve().parent.parent / "speechrecipe" / "assets" / "mini" / "voxceleb1"

@@ -104,6 +104,7 @@ def test_empty_or_bad_folders_name_the_key_and_the_file(folders, tmp_path):
         build_augmenter(section(rir_dir=str(folders[1])), RATE)
 
 
+@pytest.mark.e2e
 def test_training_with_every_augmentation_is_reproducible(folders, tmp_path):
     """Two runs of the CLI with speed perturbation, noise and reverberation end with identical weights."""
     noise, rirs = folders

@@ -26,6 +26,7 @@ from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.problems.ks import KeywordSpotting
 from speechrecipe.tasks.classification import classification_metrics
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 RATE = 16000
 WORDS = ["yes", "no"]
@@ -204,7 +205,7 @@ class Rows:
 
 
 def test_class_balanced_sampling_draws_every_class_about_equally(tmp_path):
-    conf = load_config("ks", overrides=["build_batch_sampler.batch_size=10"])
+    conf = load_config("ks", overrides=["build_batch_sampler.batch_size=10", "build_batch_sampler.balance_by=label"])
     problem = KeywordSpotting(conf, ExperimentPaths(tmp_path, tmp_path / "cache"))
     labels = ["_unknown_"] * 800 + ["yes"] * 150 + ["_silence_"] * 50
     sampler = problem.build_batch_sampler(conf.build_batch_sampler, Rows(labels))
@@ -224,6 +225,7 @@ def test_utterance_accuracy_needs_every_field_right():
     assert metrics["top2_accuracy_action"] == 1.0
 
 
+@pytest.mark.e2e
 def test_problem_modules_import_no_torch():
     code = ("import sys; from speechrecipe.cli import app; from typer.testing import CliRunner; "
             "r = CliRunner().invoke(app, ['stages', 'ks']); r2 = CliRunner().invoke(app, ['stages', 'intent']); "
@@ -241,9 +243,11 @@ def run_all(cli, problem: str, target: Path, *overrides: str) -> dict:
     assert result.exit_code == 0, result.stderr
     for name in ("results/results.json", "results/README.md", "checkpoints/valid_best.ckpt", "training_curve.png"):
         assert (target / name).is_file(), name
+    assert_headline_is_the_resampled_statistic(target, problem)  # issue 22
     return json.loads((target / "results" / "results.json").read_text())
 
 
+@pytest.mark.e2e
 def test_ks_end_to_end_learns_keywords(cli, tmp_path):
     target = tmp_path / "ks"
     results = run_all(cli, "ks", target, "train.total_steps=300", "train.eval_step=100", "train.save_step=300")
@@ -270,6 +274,7 @@ def best_constant(target: Path, results: dict) -> float:
     return truths.most_common(1)[0][1] / len(rows)
 
 
+@pytest.mark.e2e
 def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
     """The default recipe with 75 of its 200 updates beats the majority class by 15+ points on test utterances it never saw."""
     results = run_all(cli, "sid", tmp_path / "sid", "train.total_steps=75", "train.eval_step=25", "train.save_step=75")
@@ -278,6 +283,7 @@ def test_sid_end_to_end_identifies_speakers(cli, tmp_path):
     assert "top-5 (%)" in (tmp_path / "sid" / "results" / "README.md").read_text()
 
 
+@pytest.mark.e2e
 def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     target = tmp_path / "intent"
     results = run_all(cli, "intent", target, "train.total_steps=150", "train.eval_step=75", "train.save_step=150")
@@ -290,6 +296,7 @@ def test_intent_end_to_end_gets_whole_intents_right(cli, tmp_path):
     assert found["units"] == 60 and found["low"] <= results["test"]["accuracy"] <= found["high"]
 
 
+@pytest.mark.e2e
 def test_ks_trains_the_same_from_packed_clips_as_from_the_files(cli, tmp_path, isolated_cache):
     def train(name: str, pack: str) -> dict:
         target = tmp_path / name
@@ -304,6 +311,7 @@ def test_ks_trains_the_same_from_packed_clips_as_from_the_files(cli, tmp_path, i
     assert {"train", "valid"} <= packs
 
 
+@pytest.mark.e2e
 def test_editing_a_list_or_adding_a_clip_prepares_the_corpus_again(cli, speech_commands, tmp_path):
     target = tmp_path / "exp"
     args = ("--stop", "1", "--target-dir", target, f"prepare_data.dataset_root={speech_commands}",

@@ -102,6 +102,7 @@ def test_device_cuda_without_cuda_is_refused_before_any_stage(cli, tmp_path):
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.e2e
 def test_symlink_loops_in_the_corpus_are_listed_in_bad_audio(cli, tmp_path):
     corpus = Path(shutil.copytree(MINI_VOX, tmp_path / "vox"))
     speaker = corpus / "wav" / "id10001"
@@ -115,6 +116,7 @@ def test_symlink_loops_in_the_corpus_are_listed_in_bad_audio(cli, tmp_path):
     assert f"{speaker / 'fi7YOBJS3GD' / '00099.wav'}\tbroken or looping symbolic link" in report.read_text().splitlines()
 
 
+@pytest.mark.e2e
 def test_empty_trial_list_is_refused_and_repeated_trials_scored_once(cli, tmp_path):
     corpus = Path(shutil.copytree(MINI_VOX, tmp_path / "vox"))
     (corpus / "empty.txt").write_text("\n")
@@ -152,6 +154,7 @@ def test_read_only_target_dir_is_one_line(cli, tmp_path):
     assert "log.txt" not in line
 
 
+@pytest.mark.e2e
 def test_full_disk_at_start_is_one_line_and_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "exp"
     result = speechrecipe("run", "asv", "--target-dir", target, "--cache-dir", tmp_path / "cache", *QUICK, fsize=1500)
@@ -171,6 +174,7 @@ def test_unwritable_log_is_one_warning_not_a_traceback(cli, tmp_path):
     assert warnings == [f"warning: {target / 'log.txt'}: cannot write (No space left on device); logging to the console only"]
 
 
+@pytest.mark.e2e
 def test_full_disk_during_a_checkpoint_is_one_line(cli, tmp_path):
     target, cache = tmp_path / "exp", tmp_path / "cache"
     assert cli("run", "asv", "--target-dir", target, "--cache-dir", cache, *QUICK, "--stop", "1").exit_code == 0
@@ -182,6 +186,7 @@ def test_full_disk_during_a_checkpoint_is_one_line(cli, tmp_path):
     assert not list((target / "checkpoints").glob("*.tmp"))
 
 
+@pytest.mark.e2e
 def test_a_module_in_the_working_folder_cannot_shadow_a_dependency(tmp_path):
     marker = tmp_path / "shadowed"
     (tmp_path / "tqdm.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit('the shadow ran')\n")
@@ -191,6 +196,7 @@ def test_a_module_in_the_working_folder_cannot_shadow_a_dependency(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.e2e
 def test_progress_in_a_pipe_is_plain_lines_every_log_step(cli, tmp_path):
     result = cli("run", "asv", "--target-dir", tmp_path / "exp", "--cache-dir", tmp_path / "cache", *QUICK, "--stop", "2")
     assert result.exit_code == 0, result.stderr

@@ -126,6 +126,7 @@ def test_stages_of_a_new_target_dir_are_pending(cli, tmp_path):
     assert set(stage_states(cli, tmp_path / "new").values()) == {"pending"}
 
 
+@pytest.mark.e2e
 def test_stages_of_a_finished_run_are_done_by_their_config(cli, trained):
     states = stage_states(cli, trained)
     for number, _ in STAGES:
@@ -173,6 +174,7 @@ def test_a_run_writes_config_records_checkpoints_and_results(trained):
     assert "speechrecipe run asv" in (trained / "log.txt").read_text()
 
 
+@pytest.mark.e2e
 def test_config_yaml_is_written_before_stage_work(cli, tmp_path):
     target, missing = tmp_path / "exp", tmp_path / "no-corpus"
     result = run(cli, target, f"prepare_data.dataset_root={missing}")
@@ -247,6 +249,7 @@ def test_changed_training_key_refuses_without_force_and_names_the_difference(cli
     assert snapshot(exp) == before  # config.yaml too: the refused config is not saved
 
 
+@pytest.mark.e2e
 def test_total_steps_may_change_and_training_continues(cli, exp):
     result = run(cli, exp, "train.total_steps=6", "--stop", "2")
     assert result.exit_code == 0, result.stderr
@@ -258,6 +261,7 @@ def test_total_steps_may_change_and_training_continues(cli, exp):
     assert states[2].startswith("done") and states[3] == "stale: train.total_steps 4 → 6; stage 2 re-ran since"
 
 
+@pytest.mark.e2e
 def test_force_moves_old_checkpoints_aside_and_trains_again(cli, exp):
     old_checkpoints = snapshot(exp / "checkpoints")
     old_log = (exp / "train_log.jsonl").read_bytes()
@@ -284,6 +288,7 @@ def test_changed_data_refuses_to_resume_old_checkpoints(cli, exp):
     assert "stage 0 (prepare data) done" not in result.stderr and "resuming" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_adding_a_test_set_keeps_training_and_evaluates_only_the_new_one(cli, exp, tmp_path):
     """Training reads train/valid manifests and the encoder, not the test sets: a new one costs no retraining."""
     veri = Path(OmegaConf.load(exp / "config.yaml").prepare_data.dataset_root) / "veri_test2.txt"
@@ -352,6 +357,7 @@ def test_status_of_a_folder_that_is_no_experiment(cli, tmp_path):
 # ----- a user's own problem class ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_user_subclass_by_module_and_class_overrides_a_builder(cli, tmp_path, user_package):
     import torch
 
@@ -369,6 +375,7 @@ def test_user_subclass_by_module_and_class_overrides_a_builder(cli, tmp_path, us
     assert shown.stdout == cli("stages", "asv").stdout
 
 
+@pytest.mark.e2e
 def test_exit_codes_one_error_line_and_traceback_in_the_log(cli, tmp_path, user_package):
     def speechrecipe(*args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONPATH": str(user_package)}
@@ -398,6 +405,7 @@ def test_exit_codes_one_error_line_and_traceback_in_the_log(cli, tmp_path, user_
 # ----- cache, lock ----------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_clear_cache_empties_this_problems_cache_and_prepares_again(cli, tmp_path):
     target, cache = tmp_path / "exp", tmp_path / "cache"
     assert run(cli, target, "--cache-dir", cache, "--stop", "1").exit_code == 0
@@ -420,6 +428,7 @@ def test_clear_cache_empties_this_problems_cache_and_prepares_again(cli, tmp_pat
     assert not (cache / "asv" / "left-over").exists() and other_problem.exists()
 
 
+@pytest.mark.e2e
 def test_a_copied_target_dir_with_another_cache_dir_prepares_there(cli, exp, tmp_path):
     cache = tmp_path / "other-cache"
     states = stage_states(cli, exp, "--cache-dir", cache)
@@ -466,6 +475,7 @@ print(json.dumps(imported), file=sys.stderr)
 """
 
 
+@pytest.mark.e2e
 def test_help_list_stages_and_config_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

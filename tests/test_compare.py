@@ -34,6 +34,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     return run_asv(root / "a"), run_asv(root / "b", LR)
 
 
+@pytest.mark.e2e
 def test_compare_shows_exactly_the_key_in_which_two_runs_differ(cli, runs):
     a, b = runs
     result = cli("compare", a, b, "--format", "json")
@@ -59,6 +60,7 @@ def test_compare_shows_exactly_the_key_in_which_two_runs_differ(cli, runs):
     assert len(rows) == 3 and rows[0][-1] == "build_optimizer.conf.lr" and [r[-1] for r in rows[1:]] == ["0.001", "0.002"]
 
 
+@pytest.mark.e2e
 def test_a_test_set_one_run_lacks_is_a_blank(cli, runs, tmp_path):
     a, _ = runs
     half = tmp_path / "half.txt"
@@ -83,9 +85,30 @@ def test_compare_refuses_a_folder_that_is_no_experiment_and_an_unknown_format(cl
         assert ("no config.yaml" in line) if args[1] == tmp_path else ("--format xml: choose markdown, csv, json" in line)
 
 
+@pytest.mark.e2e
 def test_compare_and_status_import_no_torch(runs):
     code = ("import sys; from typer.testing import CliRunner; from speechrecipe.cli import app; "
             f"r = CliRunner().invoke(app, ['compare', {str(runs[0])!r}, {str(runs[1])!r}]); "
             f"s = CliRunner().invoke(app, ['status', {str(runs[1])!r}]); "
             "assert r.exit_code == s.exit_code == 0, r.output + s.output; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runs_on_different_trials_of_one_test_set_get_no_paired_difference(cli, runs, tmp_path):
+    """Issue 22: the same test-set name and speakers, but the first 300 trials only: nothing to pair."""
+    a, _ = runs
+    first = tmp_path / "first300.txt"
+    first.write_text("".join((MINI_VOX / "veri_test2.txt").read_text().splitlines(keepends=True)[:300]))
+    sets = f"prepare_data.test_sets=[{{name: voxceleb1_o, trial_file: '{first}'}}]"
+    fewer = run_asv(Path(shutil.copytree(a, tmp_path / "fewer")), sets)  # evaluates the shorter list with a's checkpoint
+    resamples = [json.loads((r / "results" / "bootstrap" / "voxceleb1_o.json").read_text()) for r in (a, fewer)]
+    assert resamples[0]["units_digest"] == resamples[1]["units_digest"]  # the same speakers: speaker names alone pair them
+    found = json.loads(cli("compare", a, fewer, "--format", "json").stdout)
+    diff = found["rows"][1]["vs_first"]
+    assert diff["difference"] is None and "different contents of voxceleb1_o" in diff["reason"], diff
+    assert set(diff) == {"difference", "reason"}
+    line = cli("compare", a, fewer).stdout.splitlines()[3]
+    assert f"| none: {diff['reason']} |  |" in line, line
+    # the same trials evaluated again are paired: the difference of a checkpoint with itself is 0
+    again = run_asv(Path(shutil.copytree(a, tmp_path / "again")))
+    assert json.loads(cli("compare", a, again, "--format", "json").stdout)["rows"][1]["vs_first"]["difference"] == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 
@@ -97,6 +98,7 @@ def test_unknown_problem_suggests_name(cli):
     assert result.exit_code == 2 and "unknown problem 'asvv'" in result.stderr and "did you mean asv" in result.stderr
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_and_recipe_resolves(cli):
     repo = Path(__file__).resolve().parent.parent
     for recipe in sorted((repo / "recipes").glob("*/*.yaml")):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import sys
 import textwrap
 from pathlib import Path
@@ -13,15 +12,10 @@ import pytest
 
 from speechrecipe.engine.problem import HOOKS as CONTRACT, ROLES, Problem
 from speechrecipe.registry import PROBLEMS, resolve_problem
+from helpers import write_walkthrough
 
 REPO = Path(__file__).resolve().parent.parent
 HOOKS = [hook.name for hook in CONTRACT]  # engine/problem.py: the one list of hooks
-
-
-def walkthrough_files() -> dict[str, str]:
-    """The code blocks of docs/architecture.md marked `file=NAME`, by NAME."""
-    text = (REPO / "docs" / "architecture.md").read_text()
-    return {name: body for name, body in re.findall(r"```\w+ file=(\S+)\n(.*?)```", text, flags=re.S)}
 
 
 @pytest.mark.parametrize("name", list(PROBLEMS))
@@ -42,15 +36,7 @@ def test_every_builtin_problem_implements_the_hooks_with_the_base_signatures(nam
     assert set(roles) <= set(ROLES)
 
 
-def write_walkthrough(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    files = walkthrough_files()
-    assert set(files) == {"folders.py", "folders.yaml"}, files
-    for file_name, body in files.items():
-        (folder / file_name).write_text(body)
-    return folder / "folders.py"
-
-
+@pytest.mark.e2e
 def test_the_walkthrough_problem_runs_stages_0_to_4_through_the_cli(cli, tmp_path):
     source = write_walkthrough(tmp_path / "my problems ü")  # a space and a non-ASCII letter on the way
     spec = f"{source}:FolderClassification"
@@ -163,6 +149,7 @@ def test_a_problem_without_a_training_stage_runs_and_resumes(cli, tmp_path):
     assert hint.exit_code == 2 and "run with --start 0" in hint.stderr
 
 
+@pytest.mark.e2e
 def test_a_new_cache_layout_prepares_again_instead_of_reading_an_empty_folder(cli, tmp_path, monkeypatch):
     """An experiment prepared under another cache layout (CACHE_FORMAT) must not count stage 0 done
     while its config now maps to a folder that holds nothing (stage 1 would find no train.jsonl)."""

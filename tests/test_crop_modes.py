@@ -94,6 +94,7 @@ def test_unknown_crop_mode_is_a_config_error_before_any_stage(cli, tmp_path):
     assert not (tmp_path / "exp" / "records").exists()
 
 
+@pytest.mark.e2e
 def test_min_secs_leaving_no_utterance_is_one_clear_line(cli, tmp_path):
     result = cli("run", "asv", "--stop", "2", "--target-dir", tmp_path / "exp", "build_dataset.min_secs=60")
     assert result.exit_code == 1

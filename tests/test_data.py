@@ -205,6 +205,7 @@ def test_find_audio_is_sorted_and_skips_other_files(tmp_path):
     assert found == ["a/1.FLAC", "a/x/3.wav", "b/2.wav"]
 
 
+@pytest.mark.e2e
 def test_probe_files_in_parallel_matches_serial(tmp_path):
     good = write(tmp_path / "good.wav", noise(800), subtype="PCM_16").read_bytes()
     paths = []

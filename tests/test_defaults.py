@@ -30,6 +30,7 @@ RATE = 16000
 
 @pytest.mark.parametrize("make,dim", [(lambda: TCResNet(40, [12, 3]), 40), (lambda: TCResNet(80, 5, depth=14, width=1.5), 80),
                                       (lambda: BCResNet(40, 12), 40)])
+@pytest.mark.e2e
 def test_keyword_models_score_a_clip_the_same_alone_and_padded_in_a_batch(make, dim):
     torch.manual_seed(0)
     model = make().eval()
@@ -166,11 +167,13 @@ def test_mini_keyword_and_intent_corpora_test_on_speakers_never_heard_in_trainin
     assert speakers["test"] and not speakers["test"] & speakers["train"]
 
 
+@pytest.mark.e2e
 def test_ks_defaults_resume_bit_identical_with_augmentation(cli, tmp_path):
     """Shift, noise and SpecAugment draw from the sample seeds, so stopping at update 6 and going on to 12
     ends with the same weights as 12 updates in one go (packed clips, prefetch thread: the defaults)."""
     common = ("--stop", "2", "train.log_step=3", "train.eval_step=6", "train.save_step=6",
-              "build_batch_sampler.batch_size=8", "train.keep_num_ckpts=0")
+              "build_batch_sampler.batch_size=8", "train.keep_num_ckpts=0",
+              "build_scheduler.conf.total_steps=12", "build_task.specaugment.apply=true")  # one schedule for both runs
 
     def train(target: Path, steps: int) -> None:
         result = cli("run", "ks", "--target-dir", target, *common, f"train.total_steps={steps}")

@@ -24,6 +24,7 @@ from speechrecipe.metrics.assignment import min_cost_assignment
 from speechrecipe.metrics.der import corpus_der, diarization_errors
 from speechrecipe.nn.pit import pairwise_bce, pit_bce
 from speechrecipe.tasks.diarization import median_filter, plan_chunks, stitch, to_segments
+from test_numbers import assert_headline_is_the_resampled_statistic
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_diarization.yaml"
 SOURCE = asset_path("mini/librispeech/LibriSpeech")
@@ -102,6 +103,7 @@ def test_min_cost_assignment_is_exact_against_brute_force():
 # ----- PIT loss ----------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("speakers", [1, 2, 3, 4])
 def test_pit_bce_is_the_loss_of_the_best_speaker_order(speakers):
     # 2-3 speakers: every permutation; 4: the Hungarian algorithm; both exact
@@ -264,6 +266,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return build_mini_corpus(SOURCE, tmp_path_factory.mktemp("tiny") / "mini", MiniSpec(recordings={"train": 16, "dev": 4, "test": 4}))
 
 
+@pytest.mark.e2e
 def test_diarization_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, tiny_corpus):
     cache = tmp_path / "cache"
     common = ["-c", TINY, "--cache-dir", cache, f"prepare_data.dataset_root={tiny_corpus}",
@@ -288,6 +291,7 @@ def test_diarization_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, t
     assert results["der"] < baseline, (results["der"], baseline)
     interval = results["intervals"]["der"]  # resampled by recording (issue 14)
     assert interval["unit"] == "recording" and interval["low"] <= results["der"] <= interval["high"]
+    assert assert_headline_is_the_resampled_statistic(trained, "diarization", cache) == 4  # issue 22
 
 
 def resume_command(target: Path, corpus: Path, cache: Path) -> list[str]:
@@ -295,8 +299,9 @@ def resume_command(target: Path, corpus: Path, cache: Path) -> list[str]:
             "--cache-dir", str(cache), "-c", str(TINY), f"prepare_data.dataset_root={corpus}"]
 
 
+@pytest.mark.e2e
 def test_resume_after_sigkill_is_bit_identical(tmp_path, tiny_corpus):
-    from test_resume import assert_identical, wait_for
+    from helpers import assert_identical, wait_for
 
     cache = tmp_path / "cache"
     reference = subprocess.run(resume_command(tmp_path / "reference", tiny_corpus, cache), capture_output=True, text=True)

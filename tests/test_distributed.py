@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_resume import TINY, assert_identical, final_state, wait_for
+from helpers import TINY, assert_identical, final_state, wait_for
 
 
 STEPS = 60  # long enough (a few seconds) to be killed in the middle
@@ -50,6 +50,7 @@ def reference(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.e2e
 def test_two_processes_train_on_their_shards_and_rank_0_does_the_rest(reference, tmp_path):
     log = (reference / "log.txt").read_text()
     assert "training on 2 processes (torchrun)" in log
@@ -69,6 +70,7 @@ def test_two_processes_train_on_their_shards_and_rank_0_does_the_rest(reference,
     assert len([e for e in events if e["event"] == "save"]) == len(set(e["step"] for e in events if e["event"] == "save"))
 
 
+@pytest.mark.e2e
 def test_sigkill_of_the_whole_job_resumes_bit_identical(reference, tmp_path):
     process = subprocess.Popen(torchrun(tmp_path, "--stop", "2"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -88,6 +90,7 @@ def test_sigkill_of_the_whole_job_resumes_bit_identical(reference, tmp_path):
     assert_identical(final_state(tmp_path, STEPS), final_state(reference, STEPS))
 
 
+@pytest.mark.e2e
 def test_sigterm_to_torchrun_saves_one_checkpoint_and_resumes_bit_identical(reference, tmp_path):
     process = subprocess.Popen(torchrun(tmp_path, "--stop", "2"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
@@ -103,6 +106,7 @@ def test_sigterm_to_torchrun_saves_one_checkpoint_and_resumes_bit_identical(refe
     assert_identical(final_state(tmp_path, STEPS), final_state(reference, STEPS))
 
 
+@pytest.mark.e2e
 def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(tmp_path):
     result = run(tmp_path, "prepare_data.dataset_root=/nonexistent")
     assert result.returncode != 0
@@ -110,6 +114,7 @@ def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(t
     assert "error: rank 0 stopped with an error; this rank stops with it" in result.stderr
 
 
+@pytest.mark.e2e
 def test_a_parameter_without_gradient_names_find_unused_parameters(tmp_path):
     package = tmp_path / "pkg" / "spare"
     package.mkdir(parents=True)
@@ -135,6 +140,7 @@ def test_a_parameter_without_gradient_names_find_unused_parameters(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.e2e
 def test_two_ranks_equal_one_process_accumulating_two_batches_bit_for_bit(tmp_path):
     """Rank r of 2 takes batches r, r+2, ...; one process with gradient_accumulate=2 takes the same
     pairs in one update. DDP averages (g0 + g1) / 2 and the single process sums g0 / 2 + g1 / 2,

@@ -3,7 +3,9 @@ and two), bad audio named and left out; the precomputed upstream trains as on-th
 from __future__ import annotations
 
 import json
+import re
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +20,7 @@ import torch
 from speechrecipe.data.audio import read_audio
 from speechrecipe.data.feature_shards import FeatureShards
 from speechrecipe.nn.upstream import Fbank
-from test_resume import wait_for
+from helpers import wait_for
 
 SHARD = "dump.shard_secs=8"  # the mini Speech Commands corpus (~310 s) in ~40 shards
 
@@ -47,6 +49,7 @@ def reference(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.e2e
 def test_dump_holds_every_utterance_as_the_upstream_computes_it(reference):
     shards = FeatureShards.open(reference / "features")
     rows = [json.loads(line) for line in (reference / "features" / "index.jsonl").read_text().splitlines()]
@@ -66,6 +69,7 @@ def test_dump_holds_every_utterance_as_the_upstream_computes_it(reference):
     assert shards.get(utt, 10, 20).shape == (20, 1, 80)
 
 
+@pytest.mark.e2e
 def test_sigkill_during_the_dump_resumes_byte_identical(reference, tmp_path):
     command = speechrecipe("--target-dir", str(tmp_path), SHARD)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -79,6 +83,7 @@ def test_sigkill_during_the_dump_resumes_byte_identical(reference, tmp_path):
     assert dump_bytes(tmp_path) == dump_bytes(reference)
 
 
+@pytest.mark.e2e
 def test_two_ranks_dump_what_one_process_dumps(reference, tmp_path):
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "speechrecipe", "run", "dump-feature", "--target-dir", str(tmp_path), SHARD])
@@ -87,6 +92,7 @@ def test_two_ranks_dump_what_one_process_dumps(reference, tmp_path):
     assert dump_bytes(tmp_path) == dump_bytes(reference)
 
 
+@pytest.mark.e2e
 def test_two_nodes_dump_what_one_process_dumps(reference, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -146,6 +152,7 @@ KS_PLAIN = ("build_upstream.fbank.n_mels=80", "build_upstream.fbank.cmn=false", 
             "build_dataset.augment.noise_prob=0", "build_task.specaugment.apply=false")
 
 
+@pytest.mark.e2e
 def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, tmp_path):
     """Whole 1 s clips, no augmentation, float32 dump: nothing random touches the waveform."""
     dump = tmp_path / "dump"
@@ -168,6 +175,7 @@ def test_ks_on_precomputed_features_trains_the_same_weights_as_on_the_fly(cli, t
     assert np.array_equal(again.get(utt), first.get(utt))
 
 
+@pytest.mark.e2e
 def test_asv_and_sid_train_on_precomputed_frames(cli, tmp_path):
     tiny = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
     dump = tmp_path / "dump"
@@ -187,3 +195,38 @@ def test_asv_and_sid_train_on_precomputed_frames(cli, tmp_path):
     result = cli("run", "asv", "--target-dir", tmp_path / "aug", "-c", tiny, "build_upstream.name=precomputed",
                  f"build_upstream.precomputed.path={dump}", "build_dataset.augment.speed_perturb=true")
     assert result.exit_code == 2 and "build_dataset.augment" in result.stderr
+@pytest.mark.e2e
+def test_a_dump_of_another_version_of_the_corpus_is_refused_and_a_copy_at_another_path_is_not(cli, tmp_path):
+    """Issue 22: a dump of the mini Speech Commands with every clip cut to 0.5 s is not read for the original;
+    a dump of a byte-identical copy elsewhere is."""
+    from speechrecipe.config import asset_path
+
+    original = asset_path("mini/speech_commands")
+    trimmed = Path(shutil.copytree(original, tmp_path / "trimmed"))
+    for clip in trimmed.glob("*/*.*"):
+        if clip.parent.name != "_background_noise_" and clip.suffix in (".wav", ".flac"):
+            data, rate = sf.read(clip, dtype="int16")
+            sf.write(clip, data[: rate // 2], rate, subtype=sf.info(clip).subtype)
+    copy = Path(shutil.copytree(original, tmp_path / "copy"))
+    for corpus in (trimmed, copy):
+        result = cli("run", "dump-feature", "--stop", "1", "--target-dir", tmp_path / f"dump_{corpus.name}",
+                     f"prepare_data.dataset_root={corpus}")
+        assert result.exit_code == 0, result.output
+    entry = next(e for e in FeatureShards.open(tmp_path / "dump_trimmed" / "features").entries.values()
+                 if not e["id"].startswith("_silence_"))
+    assert entry["num_samples"] == 8000 and entry["audio"]["num_frames"] == 8000
+
+    result = cli("run", "ks", "--stop", "2", "--target-dir", tmp_path / "on_trimmed", "build_upstream.name=precomputed",
+                 f"build_upstream.precomputed.path={tmp_path / 'dump_trimmed'}", *KS_FAST, *KS_PLAIN)
+    assert result.exit_code == 1
+    (line,) = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+    assert f"the dump {tmp_path / 'dump_trimmed' / 'features'} was not made from this corpus" in line, line
+    made_from = FeatureShards.open(tmp_path / "dump_copy" / "features").entries[entry["id"]]["audio"]["num_frames"]
+    assert made_from > 8000 and "samples in the dump, " in line and re.search(r": 8000 samples in the dump, \d+ in the manifest", line), line
+    assert not list((tmp_path / "on_trimmed").glob("checkpoints/*.ckpt"))
+
+    result = cli("run", "ks", "--stop", "2", "--target-dir", tmp_path / "on_copy", "build_upstream.name=precomputed",
+                 f"build_upstream.precomputed.path={tmp_path / 'dump_copy'}", *KS_FAST, *KS_PLAIN)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "on_copy" / "checkpoints" / "step-30.ckpt").is_file()
+    assert "this config's build_upstream options other than precomputed are not used" in (tmp_path / "on_copy" / "log.txt").read_text()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_resume import assert_identical
+from helpers import assert_identical
 
 from speechrecipe.data.manifest import read_jsonl, read_trials
 from speechrecipe.engine import checkpoint as ckpt
@@ -153,6 +153,7 @@ def manifest_ids(cache: Path) -> dict[str, dict]:
     return {row["id"]: row for split in ("train", "valid", "test_voxceleb1_o") for row in read_jsonl(cache / f"{split}.jsonl")}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("make", list(BAD), ids=lambda f: f.__name__.removeprefix("plant_"))
 def test_bad_audio_is_left_out_and_reported_and_strict_stops(cli, corpus, tmp_path, make):
     bad = plant(corpus, make)
@@ -180,6 +181,7 @@ def test_bad_audio_is_left_out_and_reported_and_strict_stops(cli, corpus, tmp_pa
     assert snapshot(target) == before
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("make", list(CONVERTED), ids=lambda f: f.__name__.removeprefix("plant_"))
 def test_stereo_and_other_rates_are_kept_with_a_counted_warning(cli, corpus, tmp_path, make):
     plant(corpus, make)
@@ -196,6 +198,7 @@ def test_stereo_and_other_rates_are_kept_with_a_counted_warning(cli, corpus, tmp
         assert fields.items() <= rows[utt].items()
 
 
+@pytest.mark.e2e
 def test_training_and_evaluation_run_on_a_corpus_with_every_kind_of_bad_audio(cli, corpus, tmp_path):
     wav = corpus / "wav"
     # veri_test2.txt is the corpus's own list (space-separated), not a file speechrecipe wrote
@@ -265,6 +268,7 @@ def run_nan(cli, target: Path, *args: str):
     return cli("run", "nan_loss_problem:NaNLossASV", "--stop", "2", "--target-dir", target, "-c", TINY, *args)
 
 
+@pytest.mark.e2e
 def test_nonfinite_loss_skips_the_update_with_a_counted_warning(cli, tmp_path, nan_problem):
     nan_problem([3, 6])
     target = tmp_path / "exp"
@@ -280,6 +284,7 @@ def test_nonfinite_loss_skips_the_update_with_a_counted_warning(cli, tmp_path, n
     assert state[8]["counters"]["nonfinite_total"] == 2 and state[8]["counters"]["nonfinite_run"] == 0
 
 
+@pytest.mark.e2e
 def test_too_many_nonfinite_updates_in_a_row_stop_with_the_last_good_state_saved(cli, tmp_path, nan_problem):
     nan_problem(range(5, 100))
     target = tmp_path / "exp"
@@ -315,6 +320,7 @@ def trained(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.e2e
 @needs_dev_full
 def test_disk_full_while_saving_a_checkpoint_keeps_earlier_ones_and_resumes(cli, tmp_path, trained):
     target, checkpoints = tmp_path / "exp", tmp_path / "exp" / "checkpoints"
@@ -346,6 +352,7 @@ def results(target: Path) -> dict[str, tuple[bytes, int]]:
     return {str(p.relative_to(target)): (p.read_bytes(), p.stat().st_mtime_ns) for p in (target / "evaluation").glob("*/*.json")}
 
 
+@pytest.mark.e2e
 @needs_dev_full
 def test_disk_full_while_writing_a_result_keeps_earlier_results(cli, tmp_path, trained):
     target = tmp_path / "exp"
@@ -369,6 +376,7 @@ def test_disk_full_while_writing_a_result_keeps_earlier_results(cli, tmp_path, t
     assert json.loads(last_result.read_text())["step"] == 8
 
 
+@pytest.mark.e2e
 def test_stage_3_after_an_interruption_computes_only_the_missing_pair(cli, tmp_path, trained):
     target = tmp_path / "exp"
     shutil.copytree(trained, target)

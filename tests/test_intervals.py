@@ -35,8 +35,8 @@ def test_the_test_set_itself_gives_the_metrics_of_stage_3():
     stats = verification_statistics(scores, target, enroll, test, [f"s{k}" for k in range(40)])
     once = stats.metrics(np.ones((1, 40), dtype=np.int32))
     s, y = torch.tensor(scores), torch.tensor(target.astype(int))
-    assert once["eer"][0] == pytest.approx(eer(s, y), abs=1e-3)  # the metric drops collinear ROC points; same up to a trial
-    assert once["mindcf_0.01"][0] == pytest.approx(min_dcf(s, y, 0.01), abs=1e-9)
+    assert once["eer"][0] == pytest.approx(eer(s, y), rel=1e-12)  # the same curves and EER point (issue 22)
+    assert once["mindcf_0.01"][0] == pytest.approx(min_dcf(s, y, 0.01), rel=1e-12)
     value, stats = accuracy_units(500, seed=0)
     assert stats.metrics(np.ones((1, 500), dtype=np.int32))["accuracy"][0] == pytest.approx(value)
 
@@ -121,3 +121,40 @@ def test_classification_units_need_every_field_right(tmp_path):
     once = classification_units(path).metrics(np.ones((1, 3), dtype=np.int32))
     assert once["accuracy"][0] == pytest.approx(1 / 3)
     assert once["accuracy_action"][0] == pytest.approx(2 / 3) and once["accuracy_object"][0] == pytest.approx(2 / 3)
+
+
+def test_all_speakers_once_give_eer_and_mindcf_exactly_with_more_distinct_scores_than_any_grid():
+    """Issue 22: every distinct score is a threshold (no quantile grid), ties and straight stretches of the curve
+    handled as metrics/eer.py does, so the test set itself resamples to the reported value."""
+    scores, target, enroll, test = trials(60, 500, seed=4)  # 30,000 distinct scores
+    for rounded in (scores, np.round(scores, 1)):  # and heavy ties: 1 decimal
+        stats = verification_statistics(rounded, target, enroll, test, [f"s{k}" for k in range(60)])
+        once = stats.all_once()
+        s, y = torch.tensor(rounded), torch.tensor(target.astype(int))
+        assert once["eer"] == pytest.approx(eer(s, y), rel=1e-12, abs=0)
+        for p in (0.01, 0.05):
+            assert once[f"mindcf_{p}"] == pytest.approx(min_dcf(s, y, p), rel=1e-12, abs=0)
+
+
+def test_the_eer_point_is_eer_index_on_weighted_curves_with_plateaus():
+    from speechrecipe.metrics.bootstrap import eer_point
+    from speechrecipe.metrics.eer import eer_index
+
+    rng = np.random.default_rng(0)
+    for _ in range(3000):  # integer weights with zeros: repeated points, ties, straight stretches
+        size = int(rng.integers(2, 80))
+        accepted_targets = np.append(np.sort(rng.integers(0, 6, size))[::-1], 0).astype(float)
+        accepted_nontargets = np.append(np.sort(rng.integers(0, 6, size))[::-1], 0).astype(float)
+        if accepted_targets[0] == 0 or accepted_nontargets[0] == 0:
+            continue
+        fnr, fpr = 1.0 - accepted_targets / accepted_targets[0], accepted_nontargets / accepted_nontargets[0]
+        assert eer_point(fpr, fnr) == eer_index(torch.tensor(fpr), torch.tensor(fnr)), (fpr, fnr)
+
+
+def test_a_resample_with_nothing_to_divide_by_is_undefined_and_counted():
+    stats = ratio_statistics("recording", ["a", "b"], {"der": (np.array([1.0, 2.0]), np.array([4.0, 0.0]))})
+    values = resample(stats, 400, seed=3)["der"]
+    found = interval(0.75, values, stats)
+    drew_b_only = int(np.isnan(values).sum())
+    assert found["undefined"] == drew_b_only and 60 < drew_b_only < 140  # 1 in 4 draws are b twice
+    assert found["low"] == pytest.approx(0.25) and found["high"] == pytest.approx(0.75)  # (a,b): 3/4; (a,a): 2/8

@@ -67,6 +67,7 @@ def _dead_pid() -> int:
     return dead.pid
 
 
+@pytest.mark.e2e
 def test_stale_lock_taken_over_by_exactly_one_of_many_contenders(tmp_path):
     """Several runs find the same dead pid at once: one takes the lock, the others see a live run (never two)."""
     lock, journal = tmp_path / ".lock", tmp_path / "journal"
@@ -116,6 +117,7 @@ def test_live_holder_message_says_how_to_tell_and_what_to_do(tmp_path):
         holder.wait()
 
 
+@pytest.mark.e2e
 def test_stale_lock_race_through_the_cli(cli, tmp_path):
     """Three `speechrecipe run`s started together on a target_dir whose lock names a dead pid: they run one
     at a time (log.txt shows each run's start and end in turn) or refuse with one line."""

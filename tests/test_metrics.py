@@ -155,6 +155,7 @@ def test_min_dcf_is_zero_for_separable_scores() -> None:
 # --- DET plot ----------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_plot_det_writes_png(tmp_path: Path) -> None:
     curves = {}
     for name, seed in (("system a", 0), ("system b", 1)):

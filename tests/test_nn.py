@@ -79,6 +79,7 @@ def test_wave_shorter_than_window_gives_zero_frames():
     assert lens.tolist() == [0, 0] and feats.shape == (2, 0, 80)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name,dim", [("fbank", 80), ("mfcc", 30)])
 def test_spectral_upstream_is_padding_invariant(name, dim):
     upstream = build_upstream(name).eval()
@@ -211,6 +212,7 @@ def test_masked_batchnorm_gradients_are_those_of_batchnorm_on_the_valid_frames()
 # --- speaker encoders --------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_xvector_shape_and_padding_invariance():
     model = XVector(20, channels=32, embedding_dim=24, stats_channels=48)
     model.train()(*padded_batch(feats_of([40, 30], 20)))  # move BatchNorm running stats off 0/1
@@ -229,6 +231,7 @@ def test_ecapa_shape_and_padding_invariance():
     assert_padding_invariant(utterance_fn(model), items)
 
 
+@pytest.mark.e2e
 def test_speaker_encoders_train_on_padded_batches():
     for model in (XVector(20, channels=16, embedding_dim=8, stats_channels=16),
                   ECAPATDNN(20, channels=16, embedding_dim=8, scale=4, se_channels=4, attention_dim=4)):
@@ -240,6 +243,7 @@ def test_speaker_encoders_train_on_padded_batches():
 # --- heads -------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("pooling", ["mean", "attentive"])
 def test_utterance_classifier_gives_one_head_per_field(pooling):
     head = UtteranceClassifier(12, [3, 5], pooling=pooling, hidden_dim=16).eval()
@@ -251,6 +255,7 @@ def test_utterance_classifier_gives_one_head_per_field(pooling):
     assert len(UtteranceClassifier(12, 4)(*padded_batch(items))) == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind,subsample", [("lstm", 1), ("lstm", 2), ("conformer", 1), ("conformer", 4)])
 def test_ctc_head_is_padding_invariant(kind, subsample):
     head = CTCHead(12, vocab_size=7, hidden_dim=16, kind=kind, subsample=subsample, num_heads=2,
@@ -300,6 +305,7 @@ def test_aam_target_logit_is_cos_theta_plus_margin():
     torch.testing.assert_close(loss._target_logit(far), far - math.sin(0.2) * 0.2)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["softmax", "amsoftmax", "aamsoftmax"])
 def test_loss_decreases_on_separable_embeddings(name):
     centres = 3 * torch.randn(4, 16)

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from speechrecipe.data.manifest import read_trials, write_trials
 from speechrecipe.data.tsv import read_tsv, write_tsv
 
@@ -38,6 +40,7 @@ def _odd_corpus(root: Path) -> Path:
     return corpus
 
 
+@pytest.mark.e2e
 def test_odd_paths_through_all_five_stages(cli, tmp_path):
     corpus = _odd_corpus(tmp_path)
     target, cache = tmp_path / "exp ü\tx", tmp_path / "cache ß"

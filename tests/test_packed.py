@@ -17,7 +17,7 @@ from speechrecipe.data.clips import Clip, FieldLabels
 from speechrecipe.data.dataset import ManifestDataset, make_loader
 from speechrecipe.data.packed import open_or_build
 from speechrecipe.data.sampler import EpochBatchSampler
-from speechrecipe.engine.prefetch import Prefetch
+from speechrecipe.data.prefetch import Prefetch
 from speechrecipe.errors import DataError, RunFailure
 
 RATE = 16000
@@ -110,6 +110,7 @@ def test_a_pickled_pack_maps_the_file_instead_of_copying_it(tmp_path):
     assert np.array_equal(pickle.loads(blob).clip("c4"), packed.clip("c4"))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("workers", [0, 1])
 def test_loader_batches_are_the_same_with_and_without_workers_and_pack(tmp_path, workers):
     rows = clip_rows(tmp_path)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
+from helpers import TINY, assert_identical, final_state, kill, wait_for
+
 # recipes/voxceleb1/asv.yaml's crops and batches: 3 s at most (the mini corpus has 1.5-5.9 s), no repetition,
 # duration-bucketed batches of varying padded length
 S3PRL_CROPS = ("build_dataset.crop_mode=max", "build_dataset.crop_secs=3.0", "build_dataset.min_secs=2.0",
@@ -31,38 +31,6 @@ def run(target: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def start(target: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(command(target, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def kill(process: subprocess.Popen, target: Path, last_step: int = 24) -> None:
-    """SIGKILL a run that is still training: the kill must land before its last checkpoint."""
-    assert process.poll() is None, "the run ended before the kill"
-    assert not (target / "checkpoints" / f"step-{last_step}.ckpt").is_file(), "training had already finished"
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL, process.returncode
-
-
-def wait_for(path_test, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while not path_test():
-        assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, "timed out waiting for training progress"
-        time.sleep(0.001)
-
-
-def final_state(target: Path, step: int = 24) -> dict:
-    return torch.load(target / "checkpoints" / f"step-{step}.ckpt", weights_only=True)
-
-
-def assert_identical(a: dict, b: dict) -> None:
-    assert a["counters"] == b["counters"]
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), f"model tensor {name} differs"
-    state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert state_a.keys() == state_b.keys()
-    for key in state_a:
-        for name, value in state_a[key].items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(state_b[key][name])), f"optimizer {key}.{name}"
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +51,7 @@ VARIANTS = {"plain": (), "workers": ("--num-workers", "2"), "accumulate": ("trai
 SAME_AS = {"prefetch": "plain"}  # a prefetch thread changes only when batches are made, never which
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_resume_after_sigkill_is_bit_identical(tmp_path, reference, variant):
     extra = VARIANTS[variant]
@@ -100,6 +69,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, reference, variant):
     assert_identical(final_state(tmp_path), reference[SAME_AS.get(variant, variant)])
 
 
+@pytest.mark.e2e
 def test_kill_during_checkpoint_write_leaves_no_complete_looking_file(tmp_path, reference):
     process = start(tmp_path)
     checkpoints = tmp_path / "checkpoints"
@@ -112,6 +82,7 @@ def test_kill_during_checkpoint_write_leaves_no_complete_looking_file(tmp_path, 
     assert_identical(final_state(tmp_path), reference["plain"])
 
 
+@pytest.mark.e2e
 def test_truncated_latest_checkpoint_falls_back_to_the_previous(tmp_path, reference):
     process = start(tmp_path)
     wait_for(lambda: (tmp_path / "checkpoints" / "step-12.ckpt").is_file(), process)
@@ -126,6 +97,7 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(tmp_path, refere
 
 @pytest.mark.parametrize("signum, code, extra", [(signal.SIGTERM, 143, ()), (signal.SIGINT, 130, ()),
                                                  (signal.SIGINT, 130, ("train.prefetch_batches=2",))])
+@pytest.mark.e2e
 def test_signal_saves_a_checkpoint_and_exits_with_resume_hint(tmp_path, reference, signum, code, extra):
     process = start(tmp_path, *extra)
     wait_for(lambda: (tmp_path / "checkpoints" / "step-8.ckpt").is_file(), process)
@@ -141,6 +113,7 @@ def test_signal_saves_a_checkpoint_and_exits_with_resume_hint(tmp_path, referenc
     assert_identical(final_state(tmp_path), reference["plain"])
 
 
+@pytest.mark.e2e
 def test_resume_from_another_run_with_resume_ckpt_dir(tmp_path, reference):
     first = tmp_path / "first"
     process = start(first)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 QUICK = ("-c", str(TINY), "train.total_steps=4", "train.save_step=2", "train.eval_step=4")
 
@@ -23,6 +25,7 @@ def error_line(result) -> str:
     return line
 
 
+@pytest.mark.e2e
 def test_incomplete_cache_folder_is_prepared_again(cli, tmp_path):
     target, cache = tmp_path / "exp", tmp_path / "cache"
     assert cli("run", "asv", "--target-dir", target, "--cache-dir", cache, *QUICK, "--stop", "1").exit_code == 0
@@ -50,6 +53,7 @@ def _events(target: Path, kind: str) -> list[dict]:
     return [e for e in map(json.loads, lines) if e["event"] == kind]
 
 
+@pytest.mark.e2e
 def test_clear_cache_leaves_the_folder_a_live_run_uses(cli, tmp_path):
     cache, live, other = tmp_path / "cache", tmp_path / "live", tmp_path / "other"
     # a second folder, which nobody uses: --clear-cache deletes it

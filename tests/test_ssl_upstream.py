@@ -105,6 +105,7 @@ def test_a_frozen_upstream_has_no_gradient_stays_in_eval_mode_and_is_referenced_
         other.load_state_dict(state)
 
 
+@pytest.mark.e2e
 def test_finetune_after_n_updates_trains_from_then_on_and_then_stores_the_weights():
     up = tiny(finetune=True, finetune_after=2, gradient_checkpointing=False).train()
     before = {k: v.clone() for k, v in up.model.state_dict().items()}
@@ -152,6 +153,7 @@ PROBLEMS = {
 MODES = {"frozen": [], "finetuned": ["build_upstream.ssl.finetune=true", "build_upstream.ssl.finetune_after=2"]}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("problem", list(PROBLEMS))
 def test_a_tiny_wav2vec2_trains_evaluates_and_reports_its_layer_weights(cli, tmp_path, problem, mode):
@@ -175,10 +177,11 @@ def test_a_tiny_wav2vec2_trains_evaluates_and_reports_its_layer_weights(cli, tmp
     assert "layer_weights.png" in (target / "results" / "README.md").read_text()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", list(MODES))
 def test_a_checkpoint_resumes_bit_identically_frozen_or_fine_tuned_after_two_updates(cli, tmp_path, mode):
     args = [*COMMON, *PROBLEMS["ks"], *MODES[mode], "--stop", "2", "train.eval_step=100", "train.save_step=3",
-            "train.keep_num_ckpts=0"]
+            "train.keep_num_ckpts=0", "build_scheduler.conf.total_steps=6"]  # one 6-update schedule for both runs
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     assert cli("run", "ks", "--target-dir", whole, *args, "train.total_steps=6").exit_code == 0
     assert cli("run", "ks", "--target-dir", halves, *args, "train.total_steps=3").exit_code == 0

@@ -16,7 +16,7 @@ from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.recipe import EVALUATION_KEYS, RUNTIME_KEYS, Recipe
 from speechrecipe.engine.runner import Runner
 from speechrecipe.registry import PROBLEMS, resolve_problem
-from test_contract import write_walkthrough
+from helpers import write_walkthrough
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -70,6 +70,7 @@ def run(cli, name: str, target: Path, *extra: str):
     return cli("run", name, "--target-dir", target, *TINY[name], *STEPS, *extra)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", TRAINING)
 def test_asking_for_another_checkpoint_evaluates_only_that_one(cli, tmp_path, name):
     target = tmp_path / name
@@ -87,6 +88,7 @@ def test_asking_for_another_checkpoint_evaluates_only_that_one(cli, tmp_path, na
     assert {r["checkpoint"] for r in results.values()} <= {"step-2", "step-4"}
 
 
+@pytest.mark.e2e
 def test_redo_runs_one_stage_again_and_only_what_its_output_changes(cli, tmp_path):
     target = tmp_path / "ks"
     assert run(cli, "ks", target, "evaluate.test_ckpt_steps=[last]").exit_code == 0
@@ -118,6 +120,7 @@ def test_redo_runs_one_stage_again_and_only_what_its_output_changes(cli, tmp_pat
     assert outside.exit_code == 2 and "--redo 2: not among the stages this run runs (3..4)" in outside.stderr
 
 
+@pytest.mark.e2e
 def test_an_interrupted_redo_continues_instead_of_starting_over(cli, tmp_path):
     target = tmp_path / "ks"
     assert run(cli, "ks", target, "evaluate.test_ckpt_steps=[last]").exit_code == 0
@@ -130,6 +133,7 @@ def test_an_interrupted_redo_continues_instead_of_starting_over(cli, tmp_path):
     assert "training already reached step 4" in again.stderr and not (target / "redo.json").exists()
 
 
+@pytest.mark.e2e
 def test_records_made_under_the_old_rules_are_stale_in_one_line_and_never_retrain(cli, tmp_path):
     target = tmp_path / "ks"
     assert run(cli, "ks", target, "evaluate.test_ckpt_steps=[last]").exit_code == 0
@@ -137,12 +141,14 @@ def test_records_made_under_the_old_rules_are_stale_in_one_line_and_never_retrai
     for record in (target / "records").glob("stage-*.json"):  # as an earlier speechrecipe wrote them
         data = json.loads(record.read_text())
         data.pop("rules")
+        data["upstream"] = data.pop("inputs")  # the field's earlier name
         if data["stage"] == 2:
             data["deps"] = {k: v for k, v in data["deps"].items() if under(k, "train")}
         record.write_text(json.dumps(data))
     run_file = target / "checkpoints" / "run.json"
     old = json.loads(run_file.read_text())
     old.pop("rules")
+    old["upstream"] = old.pop("inputs")
     old["deps"] = {k: v for k, v in old["deps"].items() if under(k, "train")}
     run_file.write_text(json.dumps(old))
     again = run(cli, "ks", target, "evaluate.test_ckpt_steps=[last]")

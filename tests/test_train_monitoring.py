@@ -46,6 +46,7 @@ def status(target: Path) -> list[str]:
     return result.stdout.splitlines()
 
 
+@pytest.mark.e2e
 def test_status_of_a_live_run_and_tensorboard_steps_once_after_a_kill(tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (make install installs it)")
     process = subprocess.Popen(command(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -73,6 +74,7 @@ def test_status_of_a_live_run_and_tensorboard_steps_once_after_a_kill(tmp_path):
     assert set(found.values()) == {1}, [k for k, n in found.items() if n > 1]
 
 
+@pytest.mark.e2e
 def test_tensorboard_without_the_package_says_how_to_install_it(cli, tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))

@@ -10,6 +10,8 @@ import sys
 import venv
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 SKIP = shutil.ignore_patterns(".venv", ".git", "exp", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache")
@@ -21,6 +23,7 @@ def _sh(*args, cwd: Path) -> str:
     return result.stdout
 
 
+@pytest.mark.e2e
 def test_wheel_in_a_fresh_env_runs_from_outside_the_repo(tmp_path):
     source = Path(shutil.copytree(REPO, tmp_path / "source", ignore=SKIP))
     _sh(sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist",

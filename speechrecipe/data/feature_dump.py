@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from speechrecipe.data.audio import read_audio
-from speechrecipe.data.feature_shards import ShardWriter, batches_of, row_seconds
+from speechrecipe.data.feature_shards import ShardWriter, audio_source, batches_of, row_seconds
 from speechrecipe.data.preprocessors import pad_waveforms
-from speechrecipe.engine.prefetch import Prefetch
+from speechrecipe.data.prefetch import Prefetch
 from speechrecipe.errors import DataError
 
 
@@ -54,7 +54,7 @@ def dump_shard(rows: list[dict], number: int, folder: Path, upstream: nn.Module,
                 feats, feat_lens = layers_of(upstream, wavs.to(device), lens.to(device))
                 feats = feats.to(torch_dtype).cpu().numpy()
                 for i, row in enumerate(batch_rows):
-                    writer.add(row["id"], feats[i, : int(feat_lens[i])], int(lens[i]))
+                    writer.add(row["id"], feats[i, : int(feat_lens[i])], int(lens[i]), audio_source(row))
     except BaseException:
         writer.abort()
         raise

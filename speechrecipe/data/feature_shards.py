@@ -7,7 +7,10 @@ A dump is a folder:
     shard-00000.json       that shard's index entries (written after its .bin: it marks the shard done)
     index.jsonl            every entry, in shard order (written last: it marks the dump complete)
 
-An entry is {"id", "shard", "offset" (bytes), "shape" ([frames, layers, dim]), "dtype", "num_samples"}.
+An entry is {"id", "shard", "offset" (bytes), "shape" ([frames, layers, dim]), "dtype", "num_samples",
+"audio"}; "audio" records what it was made from: the manifest row's `num_frames`, `sample_rate` and `start`
+and the sha256 of its audio file, so a reader can refuse a dump of another version of the corpus
+(`same_audio`). features.json holds the sample rate and the upstream's settings.
 Which utterances go into which shard is a pure function of the manifest rows and `shard_secs`
 (`plan_shards`), and every shard is computed in the same batches whoever computes it, so a
 resumed or a multi-process dump writes the same bytes as one uninterrupted process.
@@ -79,12 +82,13 @@ class ShardWriter:
         self._file: IO = self._bin.__enter__()
         self._offset = 0
 
-    def add(self, utt: str, feats: np.ndarray, num_samples: int) -> None:
-        """feats [frames, layers, dim], stored as this writer's dtype."""
+    def add(self, utt: str, feats: np.ndarray, num_samples: int, audio: dict | None = None) -> None:
+        """feats [frames, layers, dim], stored as this writer's dtype; `audio`: what they were made from
+        (`audio_source` of the manifest row)."""
         data = np.ascontiguousarray(feats, dtype=self.dtype)
         self._file.write(data.tobytes())
         self.entries.append({"id": utt, "shard": self.number, "offset": self._offset, "shape": list(data.shape),
-                             "dtype": self.dtype, "num_samples": int(num_samples)})
+                             "dtype": self.dtype, "num_samples": int(num_samples), "audio": audio})
         self._offset += data.nbytes
 
     def close(self, plan: str) -> None:
@@ -94,6 +98,44 @@ class ShardWriter:
     def abort(self) -> None:
         """Leave no partial shard (the temporary file is removed)."""
         self._bin.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) → sha256: each file hashed once a process
+
+
+def audio_digest(path: str | Path) -> str:
+    """sha256 of an audio file's bytes, remembered while the file is unchanged (size and mtime)."""
+    from speechrecipe.fileio import file_digest
+
+    stat = os.stat(path)
+    key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
+
+
+def audio_source(row: dict) -> dict:
+    """What a manifest row's features are made from: its span of which audio (a file's sha256, not its path,
+    so a byte-identical copy of the corpus elsewhere is the same corpus)."""
+    return {"num_frames": int(row["num_frames"]), "sample_rate": int(row["sample_rate"]),
+            "start": int(row.get("start", 0)), "sha256": audio_digest(row["path"])}
+
+
+def same_audio(shards: "FeatureShards", rows: list[dict]) -> str:
+    """"" when every row's audio is what the dump was made from, else what differs (how many, the first)."""
+    differ = []
+    for row in rows:
+        made_from = shards.entries[row["id"]].get("audio")
+        if made_from is None:
+            return "it does not record the audio it was made from (dumped by an older speechrecipe)"
+        mine = audio_source(row)
+        for key, what in (("sample_rate", "Hz"), ("num_frames", "samples"), ("start", "start"), ("sha256", "sha256")):
+            if made_from[key] != mine[key]:
+                differ.append(f"{row['id']}: {made_from[key]} {what} in the dump, {mine[key]} in the manifest ({row['path']})")
+                break
+    if differ:
+        return f"{len(differ)} of {len(rows)} utterances are other audio than it was made from (first: {differ[0]})"
+    return ""
 
 
 def finished_shard(folder: Path, number: int, plan: str) -> list[dict] | None:

@@ -8,6 +8,7 @@ crops are taken in frames (`crop_secs` × frames per second), so normalisation d
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from speechrecipe.data.feature_shards import FeatureShards, dump_folder
+from speechrecipe.data.feature_shards import FeatureShards, dump_folder, same_audio
 from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.fileio import digest
 from speechrecipe.nn.catalog import PRECOMPUTED
 
 KEY = "build_upstream.precomputed.path"
+log = logging.getLogger(__name__)
+_CHECKED: set[tuple] = set()  # (dump, its plan, the rows) found made from the same audio in this process
 
 
 @dataclass
@@ -91,7 +95,25 @@ def precomputed(upstream_conf: DictConfig, rows: list[dict] | None = None) -> Fe
     if missing:
         raise DataError(f"{KEY}: {len(missing)} of {len(rows)} utterances are not in the dump {folder} "
                         f"(first: {missing[0]}); dump the same corpus with the same prepare_data options")
+    if rows:
+        _check_made_from(folder, shards, rows)
     return shards
+
+
+def _check_made_from(folder: Path, shards: FeatureShards, rows: list[dict]) -> None:
+    """The dump was made from this corpus's audio (each row's length, rate and file digest), whatever its path;
+    checked once per set of rows a process (validation builds its dataset again at every eval_step)."""
+    key = (str(folder), shards.meta.get("plan"), digest([[r["id"], r["path"], r["num_frames"]] for r in rows]))
+    if key in _CHECKED:
+        return
+    differ = same_audio(shards, rows)
+    if differ:
+        raise DataError(f"{KEY}: the dump {folder} was not made from this corpus: {differ}; dump this corpus again "
+                        "(speechrecipe run dump-feature) or name its dump")
+    if not any(checked[0] == str(folder) for checked in _CHECKED):  # said once a dump
+        log.info("features from the dump %s (upstream %s %s, as dumped); this config's build_upstream options "
+                 "other than precomputed are not used", folder, shards.meta.get("upstream"), shards.meta.get("upstream_conf"))
+    _CHECKED.add(key)
 
 
 @functools.lru_cache(maxsize=4)

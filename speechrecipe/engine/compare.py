@@ -60,20 +60,34 @@ def differing_keys(experiments: list[Experiment]) -> list[str]:
     return [k for k in keys if len({json.dumps(e.config.get(k, "<absent>"), sort_keys=True) for e in experiments}) > 1]
 
 
-def paired(first: Experiment, other: Experiment, test_set: str) -> dict | None:
-    """other − first on the headline metric, bootstrapped on shared resamples; None when they differ."""
+def paired(first: Experiment, other: Experiment, test_set: str) -> dict:
+    """other − first on the headline metric, bootstrapped on shared resamples: {difference, low, high, beyond_noise},
+    or {difference: None, reason} when the two runs were not evaluated on the same units with the same contents
+    (trials, utterances, recordings and their references), resampled alike, or have no such values."""
     import numpy as np
 
     from speechrecipe.metrics.bootstrap import paired_difference
 
+    def none(why: str) -> dict:
+        return {"difference": None, "reason": why}
+
     a, b = first.resamples(test_set), other.resamples(test_set)
     metric = (first.results.get(test_set) or {}).get("metric")
-    if not a or not b or not metric or metric not in a["values"] or metric not in b["values"]:
-        return None
-    if any(a[k] != b[k] for k in ("units_digest", "seed", "resamples")):
-        return None  # other test-set contents, seed or resample count: not the same resamples
-    return paired_difference(a["metrics"][metric], b["metrics"][metric], np.array(a["values"][metric]),
-                             np.array(b["values"][metric]))
+    for run, saved in ((first, a), (other, b)):
+        if not saved or not metric or metric not in saved.get("values", {}):
+            return none(f"{run.name} has no resampled {metric or 'metric'} on {test_set} (report.resamples=0, an "
+                        "undefined metric, or no interval); run stage 4 with report.resamples > 0")
+        if not saved.get("contents_digest"):
+            return none(f"{run.name}'s resamples do not record what the test set held (written by an older stage 4); "
+                        f"remove {run.path / 'records' / 'stage-4.json'} and run it again with --start 4")
+    if a["contents_digest"] != b["contents_digest"]:
+        return none(f"the runs were evaluated on different contents of {test_set} ({a['unit']}s: {a['units']} and "
+                    f"{b['units']}; their trials, references or scoring differ), so there is no paired difference")
+    for key in ("seed", "resamples"):
+        if a[key] != b[key]:
+            return none(f"report.{key} differs ({a[key]} and {b[key]}): not the same resamples; use the same report.{key}")
+    nan = lambda values: np.array([np.nan if x is None else x for x in values], dtype=np.float64)  # noqa: E731
+    return paired_difference(a["metrics"][metric], b["metrics"][metric], nan(a["values"][metric]), nan(b["values"][metric]))
 
 
 def compare_rows(experiments: list[Experiment]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -114,8 +128,9 @@ def compare(dirs: list[Path], fmt: str = "markdown") -> str:
         return out.getvalue().rstrip("\n")
     lines = ["| " + " | ".join(cells) + " |" for cells in table]
     lines.insert(1, "|" + "---|" * len(header))
-    notes = ["", "Differences are bootstrapped on the same resamples of the test set's units (blank: the runs were "
-             "resampled differently, e.g. another seed or test-set contents); beyond noise: the interval excludes 0."]
+    notes = ["", "Differences are bootstrapped on the same resamples of the same test-set units (same trials, "
+             "utterances or recordings with the same references); beyond noise: the interval excludes 0. "
+             "No difference where they were not: the reason is in the row."]
     return "\n".join(lines + notes)
 
 
@@ -127,9 +142,7 @@ def _cells(row: dict[str, Any], keys: list[str]) -> list[str]:
         diff = row.get("vs_first")
         cells += [show_interval(row["value"], row["interval"], kind), f"{row['checkpoint']} (step {row['step']})",
                   f"{show(row['oracle']['value'], kind)} ({row['oracle']['checkpoint']})",
-                  "" if not diff else f"{_signed(diff['difference'], kind)} [{_signed(diff['low'], kind)}, "
-                                      f"{_signed(diff['high'], kind)}]",
-                  "" if not diff else ("yes" if diff["beyond_noise"] else "no")]
+                  _difference(diff, kind), "" if not diff or diff["difference"] is None else ("yes" if diff["beyond_noise"] else "no")]
     else:
         cells += [""] * 5
     wall = row.get("training_s")
@@ -138,6 +151,14 @@ def _cells(row: dict[str, Any], keys: list[str]) -> list[str]:
               "" if row.get("utt_per_s") is None else f"{row['utt_per_s']:.1f}"]
     return cells + [json.dumps(row["config"][k]) if not isinstance(row["config"][k], str) else row["config"][k]
                     for k in keys]
+
+
+def _difference(diff: dict | None, kind: str) -> str:
+    if not diff:
+        return ""
+    if diff["difference"] is None:
+        return f"none: {diff['reason']}"
+    return f"{_signed(diff['difference'], kind)} [{_signed(diff['low'], kind)}, {_signed(diff['high'], kind)}]"
 
 
 def _signed(value: float, kind: str) -> str:

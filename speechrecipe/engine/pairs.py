@@ -82,12 +82,33 @@ def run_pairs(
             if _finished(path, pair_key):
                 log.info("%s on %s: already evaluated; skipping", ref.name, test_set)
             else:
-                metrics = _run_pair(evaluate_pair, state, ref, test_set, path.parent)
-                record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics, "key": pair_key}
-                ckpt.write_text_atomic(path, json.dumps(record, indent=1))
-                log.info("%s on %s: %s", ref.name, test_set, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+                metrics, undefined = defined(_run_pair(evaluate_pair, state, ref, test_set, path.parent))
+                record = {"checkpoint": ref.name, "step": full_key["step"], "test_set": test_set, "metrics": metrics,
+                          **({"undefined": undefined} if undefined else {}), "key": pair_key}
+                ckpt.write_text_atomic(path, json.dumps(record, indent=1, allow_nan=False))
+                log.info("%s on %s: %s", ref.name, test_set,
+                         " ".join(f"{k}={'undefined' if v is None else format(v, '.4g')}" for k, v in metrics.items()))
+                for name, why in undefined.items():
+                    log.warning("%s on %s: %s is undefined: %s", ref.name, test_set, name, why)
             written.append(path)
     return written
+
+
+def defined(found: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
+    """A test set's metrics and {metric: why it has no value}: a problem returns None for a metric it cannot
+    define and the reasons under "undefined"; a value that is not a finite number becomes None too, with a
+    reason, so no result file holds NaN or Infinity and nothing shows a made-up number."""
+    import math
+
+    metrics, undefined = dict(found), dict(found.get("undefined") or {})
+    metrics.pop("undefined", None)
+    for name, value in metrics.items():
+        if value is None:
+            undefined.setdefault(name, "the metric has no value on this test set")
+        elif isinstance(value, float) and not math.isfinite(value):
+            metrics[name] = None
+            undefined.setdefault(name, f"it came out {value} (not a number)")
+    return metrics, undefined
 
 
 def _load(ref: CheckpointRef) -> dict:

@@ -1,6 +1,7 @@
 """Stage 0's body: a corpus parsed into a cache folder, reused while it is complete and the corpus unchanged.
 
-A mixin of Problem (engine/problem.py); the hooks it calls (prepare_corpus, protocol_files) are the contract's.
+A mixin of Problem (engine/problem.py); the hooks it calls (prepare_corpus, protocol_files, check_prepared) are
+the contract's.
 Imports no torch.
 """
 from __future__ import annotations
@@ -85,6 +86,9 @@ class CorpusPreparation:
                 "num_workers": c.num_workers, "sample_rate": self.conf.build_dataset.sample_rate}
 
     def prepare_corpus_cached(self) -> list[Path]:
-        """Stage "prepare": prepare_corpus into the cache unless a complete, current copy is there."""
-        return self.prepare_cached(self.prepare_corpus)
+        """Stage "prepare": prepare_corpus into the cache unless a complete, current copy is there; a split
+        that cannot define its metric is refused (check_prepared), whether prepared now or earlier."""
+        files = self.prepare_cached(self.prepare_corpus)
+        self.check_prepared(self.paths.cache)
+        return files
 

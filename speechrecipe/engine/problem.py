@@ -39,6 +39,8 @@ class Hook:
 HOOKS = (
     Hook("prepare_corpus", "`prepare_corpus_cached()` (stage role `prepare`)", "a summary dict → `summary.json`"),
     Hook("protocol_files", "the runner (an edited list prepares the corpus again)", "the corpus's list files"),
+    Hook("check_prepared", "`prepare_corpus_cached()`, after preparing or reusing the cache",
+         "nothing; a DataError naming the file where a valid/test split cannot define its metric"),
     Hook("test_sets", "`evaluate_checkpoints()`", "the test sets' names"),
     Hook("test_set_files", "`evaluate_pairs()`", "the prepared files that define a test set (a change re-evaluates it)"),
     Hook("build_encoder", "`fit_encoder()` (stage 1)", "the label encoder or tokenizer, fitted on the training rows"),
@@ -235,6 +237,20 @@ class Problem(CorpusPreparation, TrainingStages, EvaluationStages):
     def test_set_files(self, test_set: str) -> list[Path]:
         """The prepared files that define a test set (its manifest); a change re-evaluates it."""
         return [self.paths.test_manifest(test_set)]
+
+    def check_prepared(self, out_dir: Path) -> None:
+        """Every prepared split a metric is computed on (valid, test sets) can define it, else a DataError naming
+        the file: by default each such manifest holds at least one utterance (an accuracy or error rate of no
+        utterances would be a made-up number). A problem adds what its metric needs (asv: both kinds of trial)."""
+        from speechrecipe.data.manifest import read_jsonl
+        from speechrecipe.errors import DataError
+
+        for manifest in [out_dir / "valid.jsonl", *sorted(out_dir.glob("test_*.jsonl"))]:
+            if manifest.is_file() and not read_jsonl(manifest):
+                listed = [str(p) for p in self.protocol_files()][:3]
+                where = f"check {', '.join(listed)}" if listed else f"check the corpus in {self.dataset_root}"
+                raise DataError(f"{manifest}: stage 0 found no usable utterance for this split; {self.metric or 'its metric'} "
+                                f"is undefined on an empty split: {where} (and bad_audio.tsv beside the manifest)")
 
     # ----- hooks with no shared default --------------------------------------------------
     def prepare_corpus(self, out_dir: Path) -> dict:

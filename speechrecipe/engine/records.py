@@ -22,7 +22,7 @@ class StageRecord:
     stage: int
     name: str
     deps: dict[str, Any]
-    upstream: dict[str, str]
+    inputs: dict[str, str]  # what it read: an earlier stage's record id or a file's sha256, by name
     files: dict[str, str] = field(default_factory=dict)
     finished_at: float = 0.0
     config_digest: str = ""
@@ -35,7 +35,7 @@ class StageRecord:
     def id(self) -> str:
         """Identifies what the stage produced; the same wherever target_dir and the cache lie."""
         files = {_portable(path, self.roots): sha for path, sha in self.files.items()}
-        return digest([self.deps, self.upstream, files])
+        return digest([self.deps, self.inputs, files])
 
     def where_now(self, path: str, roots: dict[str, str]) -> Path:
         """A recorded file's path under today's roots (target_dir or cache may have moved)."""
@@ -50,7 +50,10 @@ class StageRecord:
     @classmethod
     def load(cls, path: Path) -> "StageRecord | None":
         try:
-            return cls(**json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            if "upstream" in data:  # the field's name in records written before
+                data["inputs"] = data.pop("upstream")
+            return cls(**data)
         except (OSError, ValueError, TypeError):
             return None
 
@@ -108,7 +111,7 @@ class StageState:
 def compare(
     record: StageRecord | None,
     deps: dict[str, Any],
-    upstream: dict[str, str] | None,
+    inputs: dict[str, str] | None,
     resume_safe: tuple[str, ...],
     file_digest,
     roots: dict[str, str] | None = None,
@@ -121,10 +124,10 @@ def compare(
                                     f"{DEPENDENCY_RULES}); it runs again and reuses what it can"], record=record)
     changed = sorted(k for k in set(deps) | set(record.deps) if deps.get(k) != record.deps.get(k))
     reasons = [f"{k} {record.deps.get(k)!r} → {deps.get(k)!r}" for k in changed]
-    if upstream is not None:  # None: an earlier stage runs first, so its inputs cannot be judged yet
+    if inputs is not None:  # None: an earlier stage runs first, so its inputs cannot be judged yet
         # a changed config key also moves the cache folder: name the folder only when nothing else explains it
-        why = [_input_changed(k, upstream.get(k)) for k in sorted(set(upstream) | set(record.upstream))
-               if record.upstream.get(k) != upstream.get(k) and not (k == CACHE_FOLDER and changed)]
+        why = [_input_changed(k, inputs.get(k)) for k in sorted(set(inputs) | set(record.inputs))
+               if record.inputs.get(k) != inputs.get(k) and not (k == CACHE_FOLDER and changed)]
         reasons += [reason for reason in why if reason]
     differ: dict[str, list[Path]] = {"changed": [], "missing": []}
     for recorded, old in record.files.items():

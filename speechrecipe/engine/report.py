@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from speechrecipe.engine.checkpoint import BEST
 from speechrecipe.engine.figures import show, show_interval
 from speechrecipe.errors import ConfigError
-from speechrecipe.fileio import atomic_write_json, atomic_write_text
+from speechrecipe.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,10 @@ class Headline:
     higher_better: bool
 
     def better(self, a: dict, b: dict) -> bool:
-        x, y = a["metrics"][self.metric], b["metrics"][self.metric]
+        """a's metric beats b's; an undefined one (None) beats nothing."""
+        x, y = a["metrics"].get(self.metric), b["metrics"].get(self.metric)
+        if x is None or y is None:
+            return y is None and x is not None
         return x > y if self.higher_better else x < y
 
 
@@ -90,7 +93,8 @@ def report_results(result_files: list[Path], headline: Headline, conf: Any, resu
     for name, record in chosen.items():
         record["intervals"] = _intervals(name, record, settings, statistics, results_dir)
     payload = {name: _entry(record) for name, record in chosen.items()}
-    atomic_write_json(results_dir / "results.json", payload)
+    # allow_nan=False: an undefined number is null with a reason, never NaN (which is not JSON either)
+    atomic_write_text(results_dir / "results.json", json.dumps(payload, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     table = results_table(payload, columns, settings.select == "valid")
     from speechrecipe.engine.layer_weights import PNG_NAME, write_layer_weights
 
@@ -102,26 +106,50 @@ def report_results(result_files: list[Path], headline: Headline, conf: Any, resu
 
 def _intervals(name: str, record: dict, settings: ReportSettings, statistics: StatisticsOf | None,
                results_dir: Path) -> dict[str, dict]:
-    """The 95 % intervals of the record's metrics; the resampled values go to results/bootstrap/<name>.json."""
-    from speechrecipe.metrics.bootstrap import interval, resample
+    """The 95 % intervals of the record's metrics; the resampled values go to results/bootstrap/<name>.json.
+
+    A metric gets an interval only when drawing every unit once reproduces its reported value (the
+    resampled statistic is the reported one); otherwise, or where the metric is undefined, its entry has
+    no low/high and says why. Resamples on which a metric is undefined are left out and counted."""
+    import numpy as np
+
+    from speechrecipe.metrics.bootstrap import interval, reproduces, resample
 
     stats = statistics(record) if statistics is not None and settings.resamples > 0 else None
     if stats is None:
         return {}
     values = resample(stats, settings.resamples, settings.seed)
-    values = {m: v for m, v in values.items() if m in record["metrics"]}
-    kept = {"test_set": name, "checkpoint": record["checkpoint"], "step": record["step"], "unit": stats.unit,
-            "units": len(stats.units), "units_digest": stats.units_digest, "seed": settings.seed,
-            "resamples": settings.resamples, "metrics": {m: record["metrics"][m] for m in values},
-            "values": {m: [round(float(x), 8) for x in v] for m, v in values.items()}}
-    atomic_write_json(results_dir / "bootstrap" / f"{name}.json", kept, indent=None)
-    return {m: interval(float(record["metrics"][m]), v, stats) for m, v in values.items()}
+    once = stats.all_once()
+    found, kept = {}, {}
+    for metric, drawn in values.items():
+        if metric not in record["metrics"]:
+            continue
+        value = record["metrics"][metric]
+        if value is None:
+            why = record.get("undefined", {}).get(metric, "the metric is undefined on this test set")
+            found[metric] = {"value": None, "low": None, "high": None, "reason": why}
+        elif not reproduces(float(value), once[metric]):
+            why = (f"drawing every {stats.unit} once gives {once[metric]!r}, not the reported {value!r}: the resampled "
+                   "statistic is not the reported one, so no interval is given")
+            log.warning("%s: %s: %s", name, metric, why)
+            found[metric] = {"value": value, "low": None, "high": None, "reason": why}
+        else:
+            found[metric], kept[metric] = interval(float(value), drawn, stats), drawn
+    saved = {"test_set": name, "checkpoint": record["checkpoint"], "step": record["step"], "unit": stats.unit,
+             "units": len(stats.units), "units_digest": stats.units_digest, "contents_digest": stats.contents,
+             "seed": settings.seed, "resamples": settings.resamples, "metrics": {m: record["metrics"][m] for m in kept},
+             # an undefined resample is null (JSON has no NaN)
+             "values": {m: [round(float(x), 8) if np.isfinite(x) else None for x in v] for m, v in kept.items()}}
+    atomic_write_text(results_dir / "bootstrap" / f"{name}.json",
+                      json.dumps(saved, ensure_ascii=False, allow_nan=False) + "\n")
+    return found
 
 
 def _entry(record: dict) -> dict[str, Any]:
     oracle = record["oracle"]
+    undefined = {"undefined": record["undefined"]} if record.get("undefined") else {}
     return {"checkpoint": record["checkpoint"], "step": record["step"], "selected_by": record["selected_by"],
-            "metric": record["metric"], **record["metrics"], "intervals": record["intervals"],
+            "metric": record["metric"], **record["metrics"], **undefined, "intervals": record["intervals"],
             "oracle": {"checkpoint": oracle["checkpoint"], "step": oracle["step"], **oracle["metrics"]}}
 
 
@@ -141,11 +169,20 @@ def results_table(payload: dict[str, dict], columns: Columns, with_oracle: bool)
 
 
 def _notes(payload: dict[str, dict], settings: ReportSettings) -> str:
-    units = sorted({f"{i['units']} {i['unit']}s" for row in payload.values() for i in row["intervals"].values()})
+    units = sorted({f"{i['units']} {i['unit']}s" for row in payload.values() for i in row["intervals"].values() if "unit" in i})
     lines = []
     if units:
         lines.append(f"In brackets: 95 % bootstrap intervals ({settings.resamples} resamples of the test set's "
                      f"{', '.join(units)}, seed {settings.seed}).")
+    for name, row in payload.items():
+        for metric, found in row["intervals"].items():
+            if found.get("undefined"):
+                lines.append(f"{name}, {metric}: {found['undefined']} of {found['resamples']} resamples drew {found['unit']}s "
+                             "on which it is undefined (nothing to divide by) and are left out of the interval.")
+        reasons = {m: f.get("reason") for m, f in row["intervals"].items() if f.get("reason")}
+        reasons |= {m: why for m, why in row.get("undefined", {}).items() if m not in reasons}
+        lines += [f"{name}, {metric}: no {'interval' if row.get(metric) is not None else 'value'}: {why}."
+                  for metric, why in reasons.items()]
     if settings.select == "valid":
         lines.append("Checkpoint: valid_best (chosen on the validation set), else the last one evaluated. "
                      "Best on test (oracle): the checkpoint best on the test set itself, an optimistic figure "

@@ -69,7 +69,7 @@ class Runner:
     def deps(self, stage: Stage) -> dict:
         return cfglib.select(self.conf, stage.uses, exclude=stage.ignore)
 
-    def upstream(self, stage: Stage) -> dict[str, str]:
+    def inputs(self, stage: Stage) -> dict[str, str]:
         """What a stage's inputs are now: the sha256 of each file it reads, or each earlier stage's record id."""
         if stage.reads:
             found = {pattern: self.paths.inputs(pattern) for pattern in stage.reads}
@@ -94,8 +94,8 @@ class Runner:
 
     def state(self, stage: Stage, check_inputs: bool = True) -> StageState:
         record = StageRecord.load(self.paths.record(stage.number))
-        upstream = self.upstream(stage) if check_inputs else None
-        return compare(record, self.deps(stage), upstream, stage.resume_safe, self.digest, self.roots)
+        inputs = self.inputs(stage) if check_inputs else None
+        return compare(record, self.deps(stage), inputs, stage.resume_safe, self.digest, self.roots)
 
     def plan(self, start: int, stop: int) -> list[PlannedStage]:
         """What a run start..stop would do; later stages go stale when an earlier one re-runs (--redo N: N runs)."""
@@ -147,7 +147,7 @@ class Runner:
 
     def train_deps(self) -> dict:
         stage = self.training_stage
-        return {"deps": self.deps(stage), "upstream": self.upstream(stage), "resume_safe": list(stage.resume_safe),
+        return {"deps": self.deps(stage), "inputs": self.inputs(stage), "resume_safe": list(stage.resume_safe),
                 "rules": DEPENDENCY_RULES}
 
     def training_conflicts(self) -> list[str]:
@@ -161,7 +161,7 @@ class Runner:
             now["deps"] = {k: v for k, v in now["deps"].items() if k in old["deps"]}
         changed = [k for k in set(old["deps"]) | set(now["deps"]) if k not in safe and old["deps"].get(k) != now["deps"].get(k)]
         reasons = [f"{k} {old['deps'].get(k)!r} → {now['deps'].get(k)!r}" for k in sorted(changed)]
-        before, after = old["upstream"], now["upstream"]
+        before, after = old.get("inputs", old.get("upstream", {})), now["inputs"]  # "upstream": written before
         # an input not there yet (the stage writing it runs first) is checked again just before training
         if any(after.get(k) != MISSING and before.get(k) != after.get(k) for k in set(before) | set(after)):
             reasons.append("the prepared data or encoder changed")
@@ -323,7 +323,7 @@ class Runner:
             stage=stage.number,
             name=stage.name,
             deps=deps,
-            upstream=self.upstream(stage),
+            inputs=self.inputs(stage),
             files={str(Path(f).resolve()): self.digest(Path(f)) for f in files},
             finished_at=time.time(),
             config_digest=digest(deps),

@@ -24,7 +24,7 @@ def describe_status(target_dir: Path) -> str:
     for record in records:
         # without the problem's config only the records can be compared: did an earlier stage re-run since?
         # (inputs named by file are not checked here: that needs the cache the config points to)
-        rerun = [s for s, old in sorted(record.upstream.items()) if s.isdigit() and ids.get(s, "none") != old]
+        rerun = [s for s, old in sorted(record.inputs.items()) if s.isdigit() and ids.get(s, "none") != old]
         stale = f" (stale: stage{'s' if len(rerun) > 1 else ''} {', '.join(rerun)} re-ran since)" if rerun else ""
         lines.append(f"  stage {record.stage} ({record.name}): done {record.when}{stale}")
     if not records:

@@ -28,7 +28,7 @@ from speechrecipe.data.sampler import EpochBatchSampler, sample_seed
 from speechrecipe.engine import checkpoint as ckpt
 from speechrecipe.engine import distributed
 from speechrecipe.engine.paths import ExperimentPaths
-from speechrecipe.engine.prefetch import Prefetch
+from speechrecipe.data.prefetch import Prefetch
 from speechrecipe.errors import Interrupted, RunFailure
 from speechrecipe.progress import progress
 

@@ -36,9 +36,15 @@ class DERCounts:
         errors = self.missed + self.false_alarm + self.confusion
         return errors / self.total if self.total > 0 else float(errors > 0)  # no reference speech: as pyannote
 
-    def rates(self) -> dict[str, float]:
-        """der and its parts as shares of reference speech, plus the reference seconds."""
-        scale = 1.0 / self.total if self.total > 0 else 0.0
+    def rates(self) -> dict[str, float | None]:
+        """der and its parts as shares of reference speech, plus the reference seconds; without scored
+        reference speech they are undefined: None, and "undefined" says why."""
+        if self.total <= 0:
+            why = (f"no reference speech is scored (system output: {self.false_alarm:.2f} s of speech), so DER, "
+                   "which divides by it, is undefined")
+            return {"der": None, "missed": None, "false_alarm": None, "confusion": None, "speech_secs": 0.0,
+                    "undefined": {name: why for name in ("der", "missed", "false_alarm", "confusion")}}
+        scale = 1.0 / self.total
         return {"der": self.der, "missed": self.missed * scale, "false_alarm": self.false_alarm * scale,
                 "confusion": self.confusion * scale, "speech_secs": self.total}
 

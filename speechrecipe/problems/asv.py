@@ -56,6 +56,22 @@ class ASV(Recipe):
             out_dir=out_dir, test_sets=list(c.test_sets), valid_fraction=c.valid_fraction, valid_count=c.valid_count,
             iden_split=c.iden_split, seed=c.seed, num_valid_trials=c.num_valid_trials, **self.corpus_options())
 
+    def check_prepared(self, out_dir: Path) -> None:
+        """As every problem's, and each trial list (valid, test sets) holds target and non-target trials: EER and
+        minDCF are undefined without both."""
+        from speechrecipe.data.manifest import read_trials
+        from speechrecipe.errors import DataError
+
+        super().check_prepared(out_dir)
+        sources = {f"trials_{t.name}.tsv": self.dataset_root / str(t.trial_file) for t in self.conf.prepare_data.test_sets}
+        for trials in sorted(out_dir.glob("trials_*.tsv")):
+            labels = {label for label, _, _ in read_trials(trials)}
+            for label, kind in ((1, "target"), (0, "non-target")):
+                if label not in labels:
+                    where = sources.get(trials.name, trials)
+                    raise DataError(f"{where}: no {kind} trial among the usable ones ({trials.name}); EER and minDCF "
+                                    "need both kinds: give a trial list with both (and see bad_audio.tsv)")
+
     def protocol_files(self) -> list[Path]:
         c = self.conf.prepare_data
         lists = [self.dataset_root / str(t.trial_file) for t in c.test_sets]
@@ -160,7 +176,7 @@ class ASV(Recipe):
         from speechrecipe.engine.pairs import collect
         from speechrecipe.metrics.eer import eer
         from speechrecipe.metrics.mindcf import min_dcf
-        from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, embedding_table, write_scores
+        from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, embedding_table, read_score_table, write_scores
 
         device = torch.device(self.device)
         task.to(device).eval()
@@ -172,9 +188,10 @@ class ASV(Recipe):
         if split != "valid" and self.conf.evaluate.score_norm == "asnorm":
             cohort = self.cohort_embeddings(task, device)
             scores = as_norm(scores, table, trials.enroll, trials.test, cohort, self.conf.evaluate.asnorm_top_n)
-        if scores_path is not None:
-            write_scores(scores_path, trials, scores)
         labels = trials.labels
+        if scores_path is not None:  # the metrics of the scores as written (6 decimals): what stage 4 resamples
+            write_scores(scores_path, trials, scores)
+            _, scores, labels = read_score_table(scores_path)
         return {"eer": eer(scores, labels), "mindcf_0.01": min_dcf(scores, labels, 0.01), "mindcf_0.05": min_dcf(scores, labels, 0.05)}
 
     def cohort_embeddings(self, task, device) -> "torch.Tensor":

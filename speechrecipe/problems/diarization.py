@@ -136,34 +136,36 @@ class Diarization(Recipe):
     def validate(self, task, encoder) -> dict[str, float]:
         """DER on the dev split at evaluate.threshold and evaluate.median_frames."""
         c = self.conf.evaluate
-        return self.score(self.segments(self.diarize(task, "valid"), c.threshold, c.median_frames), "valid")
+        return self.defined_on_dev(self.score(self.segments(self.diarize(task, "valid"), c.threshold, c.median_frames), "valid"))
 
     def evaluate_test_set(self, task, encoder, test_set: str, out_dir: Path) -> dict[str, float]:
-        """DER with the threshold and median filter tuned on dev for these weights; writes <test_set>.rttm."""
-        from speechrecipe.data.rttm import write_rttm
+        """DER with the threshold and median filter tuned on dev for these weights, of <test_set>.rttm as written
+        (times rounded to ms), so the headline is the DER of the file, the statistic its intervals resample."""
+        from speechrecipe.data.rttm import read_rttm, write_rttm
 
         tuned = self.tuned(task)
         name = self.paths.test_manifest(test_set).stem
-        hypothesis = self.segments(self.diarize(task, name), tuned["threshold"], tuned["median_frames"])
-        write_rttm(out_dir / f"{test_set}.rttm", hypothesis)
-        return {**self.score(hypothesis, name), **tuned}
+        write_rttm(out_dir / f"{test_set}.rttm", self.segments(self.diarize(task, name), tuned["threshold"], tuned["median_frames"]))
+        return {**self.score(read_rttm(out_dir / f"{test_set}.rttm"), name), **tuned}
 
     def unit_statistics(self, record: dict):
         """DER and its parts resampled by recording, from the RTTM stage 3 wrote and the reference segments."""
         from speechrecipe.data.manifest import read_jsonl
         from speechrecipe.data.rttm import read_rttm
-        from speechrecipe.metrics.bootstrap import ratio_statistics
+        from speechrecipe.metrics.bootstrap import contents_digest, ratio_statistics
         from speechrecipe.metrics.der import diarization_errors
 
-        name = record["test_set"]
+        name, collar = record["test_set"], self.conf.evaluate.collar_secs
         hypothesis = read_rttm(self.paths.evaluation / record["checkpoint"] / f"{name}.rttm")
         rows = read_jsonl(self.paths.test_manifest(name))
-        counts = [diarization_errors([tuple(s) for s in row["segments"]], hypothesis.get(row["id"], []),
-                                     self.conf.evaluate.collar_secs) for row in rows]
+        counts = [diarization_errors([tuple(s) for s in row["segments"]], hypothesis.get(row["id"], []), collar)
+                  for row in rows]
         total = [c.total for c in counts]
         parts = {"der": [c.missed + c.false_alarm + c.confusion for c in counts], "missed": [c.missed for c in counts],
                  "false_alarm": [c.false_alarm for c in counts], "confusion": [c.confusion for c in counts]}
-        return ratio_statistics("recording", [row["id"] for row in rows], {k: (v, total) for k, v in parts.items()})
+        # the recordings and their reference, scored with this collar: what a paired comparison needs equal
+        contents = contents_digest([collar, [[row["id"], row["segments"]] for row in rows]])
+        return ratio_statistics("recording", [row["id"] for row in rows], {k: (v, total) for k, v in parts.items()}, contents)
 
     def result_columns(self) -> list[tuple[str, str, str]]:
         return [("der", "DER (%)", "pct"), ("missed", "missed (%)", "pct"), ("false_alarm", "false alarm (%)", "pct"),
@@ -264,11 +266,22 @@ class Diarization(Recipe):
             c = self.conf.evaluate
             grid = [(t, m) for t in c.tune.thresholds for m in c.tune.median_frames] if c.tune.apply else [(c.threshold, c.median_frames)]
             probs = self.diarize(task, "valid")
-            scored = [(self.score(self.segments(probs, t, m), "valid")["der"], t, m) for t, m in grid]
+            scored = [(self.defined_on_dev(self.score(self.segments(probs, t, m), "valid"))["der"], t, m) for t, m in grid]
             der, threshold, median = min(scored, key=lambda s: s[0])
             log.info("dev split: threshold %.2f, median filter %d frames (DER %.2f %%)", threshold, median, 100 * der)
             self._tuned_for, self._tuned = key, {"threshold": float(threshold), "median_frames": int(median), "dev_der": der}
         return self._tuned
+
+    def defined_on_dev(self, metrics: dict) -> dict:
+        """Validation and tuning metrics, or a DataError where the dev split's DER is undefined (nothing to
+        pick valid_best or a threshold on)."""
+        if metrics["der"] is None:
+            from speechrecipe.errors import DataError
+
+            raise DataError(f"prepare_data.dev_split ({self.conf.prepare_data.dev_split}): {metrics['undefined']['der']} "
+                            f"with evaluate.collar_secs={self.conf.evaluate.collar_secs}; validation and tuning need it: "
+                            "lower the collar or give a dev split with more reference speech")
+        return metrics
 
     def check_config(self) -> None:
         super().check_config()

@@ -110,6 +110,9 @@ class DumpFeature(PreparesCorpus):
         parser, kwargs = self.corpus_parser()
         return parser(out_dir=out_dir, **self.corpus_options(), **kwargs)
 
+    def check_prepared(self, out_dir: Path) -> None:
+        """Nothing to check: no metric is computed on a split here (every manifest is dumped, empty or not)."""
+
     def corpus_options(self) -> dict:
         """As every problem's, with the sample rate from prepare_data (this problem has no build_dataset)."""
         c = self.conf.prepare_data
@@ -124,7 +127,7 @@ class DumpFeature(PreparesCorpus):
 
         checkpoint = self.conf.dump.checkpoint
         if checkpoint:
-            from speechrecipe.nn.trained import load_front_end
+            from speechrecipe.engine.trained import load_front_end
 
             module = load_front_end(Path(str(checkpoint)), self)
             name = f"checkpoint {checkpoint}"

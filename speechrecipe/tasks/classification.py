@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from speechrecipe.data.encoder import LabelEncoder
 from speechrecipe.data.tsv import write_tsv
-from speechrecipe.metrics.accuracy import accuracy, confusion_matrix, plot_confusion, top_k_accuracy, write_confusion_csv
+from speechrecipe.metrics.accuracy import (accuracy, balanced_accuracy, confusion_matrix, plot_confusion, top_k_accuracy,
+                                           write_confusion_csv)
 
 
 class UtteranceClassificationTask(nn.Module):
@@ -56,9 +57,10 @@ def gather(outputs: list[dict]) -> tuple[list[str], list[Tensor], Tensor]:
 
 
 def classification_metrics(logits: list[Tensor], labels: Tensor, fields: list[str],
-                           top_k: list[int]) -> dict[str, float]:
+                           top_k: list[int], balanced: bool = False) -> dict[str, float]:
     """"accuracy": every field right (SUPERB's IC metric; plain accuracy for one field),
-    "accuracy_<field>" per field when there are several, "top<k>_accuracy[_<field>]" for each k."""
+    "accuracy_<field>" per field when there are several, "top<k>_accuracy[_<field>]" for each k,
+    and with `balanced` "balanced_accuracy[_<field>]" (mean per-class recall)."""
     metrics: dict[str, float] = {}
     correct = torch.stack([out.argmax(-1) == labels[:, k] for k, out in enumerate(logits)]).all(0)
     metrics["accuracy"] = correct.double().mean().item()
@@ -66,6 +68,8 @@ def classification_metrics(logits: list[Tensor], labels: Tensor, fields: list[st
         suffix = f"_{field}" if len(fields) > 1 else ""
         if len(fields) > 1:
             metrics[f"accuracy{suffix}"] = accuracy(out.argmax(-1), labels[:, k])
+        if balanced:
+            metrics[f"balanced_accuracy{suffix}"] = balanced_accuracy(out.argmax(-1), labels[:, k])
         for n in top_k:
             metrics[f"top{n}_accuracy{suffix}"] = top_k_accuracy(out, labels[:, k], min(int(n), out.shape[1]))
     return metrics

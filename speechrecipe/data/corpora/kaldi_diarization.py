@@ -55,12 +55,28 @@ def read_split(root: Path, split: str, out_dir: Path, strict: bool, check_audio:
             raise DataError(f"{folder / 'rttm'}: recording {recording} is not in wav.scp")
     items = [(rec, path, {"segments": [list(s) for s in sorted(reference.get(rec, []))]}) for rec, path in wavs.items()]
     rows = probe_rows(items, out_dir, strict, check_audio, num_workers, sample_rate)
+    _check_defined(folder, split, wavs, rows, out_dir)
     _check_durations(folder, rows)
     if (folder / "segments").is_file() or (folder / "utt2spk").is_file():
         _check_segments(folder, rows)
     for row in rows.values():
         row["speakers"] = sorted({s for _, _, s in row["segments"]})
     return list(rows.values())
+
+
+def _check_defined(folder: Path, split: str, wavs: dict, rows: dict[str, dict], out_dir: Path) -> None:
+    """A split on which DER is defined: at least one usable recording, and reference speech to divide by
+    (an empty split or reference would make its DER, the validation DER or the tuning a made-up number)."""
+    if not wavs:
+        raise DataError(f"{folder / 'wav.scp'}: split {split} lists no recording; DER is undefined on an empty "
+                        "split: list its recordings, or name another split")
+    if not rows:
+        raise DataError(f"{folder / 'wav.scp'}: split {split} has no usable recording (see "
+                        f"{Path(out_dir) / 'bad_audio.tsv'}); DER is undefined on an empty split")
+    if not any(end > start for row in rows.values() for start, end, _ in row["segments"]):
+        raise DataError(f"{folder / 'rttm'}: split {split} has no reference speech ({len(rows)} recordings, no "
+                        "SPEAKER segment); DER divides by the reference speech, so it is undefined: give the "
+                        "split's reference RTTM")
 
 
 def _table(path: Path, fields: int) -> list[tuple[int, list[str]]]:
