@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechrecipe.data.batch_keys import upstream_input
 from speechrecipe.data.encoder import LabelEncoder
 from speechrecipe.data.tsv import write_tsv
 from speechrecipe.metrics.accuracy import (accuracy, balanced_accuracy, confusion_matrix, plot_confusion, top_k_accuracy,
@@ -37,13 +38,13 @@ class UtteranceClassificationTask(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         """The train step."""
-        logits, labels = self.logits(batch["wavs"], batch["wav_lens"], batch.get("seeds")), batch["labels"]
+        logits, labels = self.logits(*upstream_input(batch), batch.get("seeds")), batch["labels"]
         loss = sum(F.cross_entropy(out, labels[:, k]) for k, out in enumerate(logits))
         correct = torch.stack([out.argmax(-1) == labels[:, k] for k, out in enumerate(logits)]).all(0)
         return {"loss": loss, "accuracy": correct.float().mean()}
 
     def test_step(self, batch: dict) -> dict:
-        return {"ids": batch["ids"], "logits": self.logits(batch["wavs"], batch["wav_lens"]), "labels": batch["labels"]}
+        return {"ids": batch["ids"], "logits": self.logits(*upstream_input(batch)), "labels": batch["labels"]}
 
     valid_step = test_step
 
