@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from speechrecipe.data.batch_keys import FEATURES
+from speechrecipe.data.batch_keys import FEATURES, PRECOMPUTED
 from speechrecipe.data.feature_shards import FeatureShards, dump_folder, same_audio
 from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.fileio import digest
-from speechrecipe.nn.catalog import PRECOMPUTED
 
 KEY = "build_upstream.precomputed.path"
 log = logging.getLogger(__name__)
