@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 class EvaluationStages:
     """evaluate_checkpoints (stage "evaluate"), report_best (stage "report") and test_outputs."""
 
-    def test_outputs(self, task, split: str, encoder: Any, desc: str = "evaluate") -> list[dict]:
-        """task.test_step over a split's length-sorted evaluation batches (build_batch_sampler.eval_batch_secs)."""
+    def test_outputs(self, task, split: str, encoder: Any, desc: str = "evaluate", step=None, dataset=None) -> list[dict]:
+        """`step` (task.test_step) over the length-sorted evaluation batches (build_batch_sampler.eval_batch_secs) of
+        a split's build_dataset, or of `dataset`: the one evaluation loop, outputs on the CPU."""
         import torch
 
         from speechrecipe.engine.pairs import collect
@@ -30,12 +31,12 @@ class EvaluationStages:
 
         device = torch.device(self.device)
         task.to(device).eval()
-        dataset = self.build_dataset(self.conf.build_dataset, split, encoder)
+        dataset = self.build_dataset(self.conf.build_dataset, split, encoder) if dataset is None else dataset
         if not dataset.rows:
             raise DataError(f"{self.paths.manifest(split)} holds no utterances; "
                             f"see the counts in {self.paths.cache / 'summary.json'}")
         loader = self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs)
-        return collect(task.test_step, loader, device, f"{desc} {split}")
+        return collect(step or task.test_step, loader, device, f"{desc} {split}")
 
     def eval_loader(self, dataset, batch_secs: float):
         """Length-sorted evaluation batches of a ManifestDataset under a padded-audio budget."""

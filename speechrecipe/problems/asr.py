@@ -179,17 +179,11 @@ class ASR(Recipe):
     # ----- helpers -----------------------------------------------------------------------
     def recognize(self, task, split: str, decoders: dict[str, Callable], hyp_prefix: Path | None = None) -> dict[str, dict]:
         """Decode a split with each decoder; {decoder: WER/CER with S/D/I}; `<prefix>.<decoder>.hyp` files."""
-        import torch
-
         from speechrecipe.data.manifest import read_jsonl
         from speechrecipe.data.tokenizer import normalize
-        from speechrecipe.engine.pairs import collect
         from speechrecipe.tasks.asr import decode_batch, score_hypotheses, write_hypotheses
 
-        device = torch.device(self.device)
-        task.to(device).eval()
-        loader = self.eval_loader(self.build_dataset(self.conf.build_dataset, split), self.conf.build_batch_sampler.eval_batch_secs)
-        outputs = collect(lambda batch: decode_batch(task.test_step(batch), decoders), loader, device, f"decode {split}")
+        outputs = self.test_outputs(task, split, None, "decode", step=lambda batch: decode_batch(task.test_step(batch), decoders))
         refs = {r["id"]: normalize(r["transcript"]) for r in read_jsonl(self.paths.manifest(split))}
         hyps = {name: {utt: text for out in outputs for utt, text in zip(out["ids"], out[name])} for name in decoders}
         if hyp_prefix is not None:

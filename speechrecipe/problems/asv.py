@@ -170,23 +170,17 @@ class ASV(Recipe):
 
     def verify(self, task, split: str, scores_path: Path | None = None) -> dict[str, float]:
         """Embed the split's utterances, score its trials, return EER and minDCF."""
-        import torch
-
         from speechrecipe.data.manifest import read_trials
-        from speechrecipe.engine.pairs import collect
         from speechrecipe.metrics.eer import eer
         from speechrecipe.metrics.mindcf import min_dcf
         from speechrecipe.tasks.scoring import Trials, as_norm, cosine_scores, embedding_table, read_score_table, write_scores
 
-        device = torch.device(self.device)
-        task.to(device).eval()
         name = "valid" if split == "valid" else test_manifest_name(split)
-        loader = self.eval_loader(self.build_dataset(self.conf.build_dataset, name), self.conf.build_batch_sampler.eval_batch_secs)
         trials = Trials.from_list(read_trials(self.paths.cache / f"trials_{split}.tsv"))
-        table = embedding_table(collect(task.test_step, loader, device, f"embed {split}"), trials.ids)
+        table = embedding_table(self.test_outputs(task, name, None, "embed"), trials.ids)
         scores = cosine_scores(table, trials.enroll, trials.test)
         if split != "valid" and self.conf.evaluate.score_norm == "asnorm":
-            cohort = self.cohort_embeddings(task, device)
+            cohort = self.cohort_embeddings(task)
             scores = as_norm(scores, table, trials.enroll, trials.test, cohort, self.conf.evaluate.asnorm_top_n)
         labels = trials.labels
         if scores_path is not None:  # the metrics of the scores as written (6 decimals): what stage 4 resamples
@@ -194,23 +188,21 @@ class ASV(Recipe):
             _, scores, labels = read_score_table(scores_path)
         return {"eer": eer(scores, labels), "mindcf_0.01": min_dcf(scores, labels, 0.01), "mindcf_0.05": min_dcf(scores, labels, 0.05)}
 
-    def cohort_embeddings(self, task, device) -> "torch.Tensor":
+    def cohort_embeddings(self, task) -> "torch.Tensor":
         """One mean embedding per training speaker, from its first N utterances (AS-norm cohort)."""
         import torch
         import torch.nn.functional as F
 
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.engine.pairs import collect
 
         per_speaker: dict[str, list[dict]] = {}
         for row in read_jsonl(self.paths.manifest("train")):
             per_speaker.setdefault(row["speaker"], []).append(row)
         keep = int(self.conf.evaluate.asnorm_cohort_per_speaker)
         rows = [r for spk in sorted(per_speaker) for r in sorted(per_speaker[spk], key=lambda r: r["id"])[:keep]]
-        loader = self.eval_loader(self.whole_utterances(rows), self.conf.build_batch_sampler.eval_batch_secs)
         speaker = {r["id"]: r["speaker"] for r in rows}
         sums: dict[str, torch.Tensor] = {}
-        for out in collect(task.test_step, loader, device, "embed cohort"):
+        for out in self.test_outputs(task, "train", None, "embed cohort of", dataset=self.whole_utterances(rows)):
             for utt, emb in zip(out["ids"], F.normalize(out["embeddings"].float(), dim=1)):
                 sums[speaker[utt]] = sums.get(speaker[utt], 0) + emb
         return torch.stack([sums[s] for s in sorted(sums)])

@@ -215,12 +215,9 @@ class Diarization(Recipe):
 
     def diarize(self, task, split: str) -> dict[str, "np.ndarray"]:
         """{recording: speaker probabilities [frames, num_speakers]} of a split, by overlapping chunks."""
-        import torch
-
         from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.diarization_chunks import RecordingChunks
         from speechrecipe.data.manifest import read_jsonl
-        from speechrecipe.engine.pairs import collect
         from speechrecipe.tasks.diarization import plan_chunks, stitch
 
         grid, c = self.frame_grid, self.conf.evaluate
@@ -231,12 +228,8 @@ class Diarization(Recipe):
             row["starts"] = plan_chunks(row["samples"], chunk, overlap, grid.hop_samples)
             chunks += [{"id": f"{row['id']}@{k}", "path": row["path"], "sample_rate": row["sample_rate"], "start": start,
                         "samples": min(chunk, row["samples"] - start)} for k, start in enumerate(row["starts"])]
-        device = torch.device(self.device)
-        task.to(device).eval()
-        loader = self.eval_loader(ManifestDataset(chunks, RecordingChunks(grid.sample_rate)),
-                                  self.conf.build_batch_sampler.eval_batch_secs)
         probs = {}
-        for out in collect(task.test_step, loader, device, f"diarize {split}"):
+        for out in self.test_outputs(task, split, None, "diarize", dataset=ManifestDataset(chunks, RecordingChunks(grid.sample_rate))):
             probs.update({key: out["probs"][i, : int(out["lens"][i])].numpy() for i, key in enumerate(out["ids"])})
         # a frame the head completed with zeros (a partial stack at a chunk's end) is left out
         return {row["id"]: stitch([(start // grid.hop_samples, probs[f"{row['id']}@{k}"][: grid.num_frames(min(chunk, row["samples"] - start))])
