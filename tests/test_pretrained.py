@@ -273,3 +273,44 @@ def test_a_hugging_face_upstream_trains_and_evaluates_frozen_through_the_cli(cli
     assert saved["upstream.frozen_weights_sha256"] == imported.upstream.weights_digest()
     assert json.loads((target / "pretrained" / "report.json").read_text())[0]["format"] == "huggingface"
     assert json.loads((target / "results" / "results.json").read_text())["test"]["checkpoint"] == "valid_best"
+
+
+KS_ONE_UPDATE = ["train.num_workers=0", "build_batch_sampler.batch_size=8", "build_dataset.max_secs=0.8",
+                 "build_downstream.name=probe", "--stop", "2", "train.total_steps=1", "train.eval_step=1", "train.save_step=1"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", ["loads_nothing", "prefix_matches_nothing"])
+def test_an_entry_that_would_load_nothing_is_refused_unless_it_says_so(cli, tmp_path, case):
+    if case == "loads_nothing":  # strict: false over names the downstream does not have
+        torch.save({"classifier.weight": torch.ones(3, 32)}, tmp_path / "source.pt")
+        entry, options = "downstream", ["pretrained.downstream.strict=false"]
+        refusal = f"error: pretrained.downstream: no tensor of {tmp_path / 'source.pt'} matches the module's keys (1 unexpected"
+    else:  # a prefix map that renames nothing
+        torch.save(Task(1).upstream.model.state_dict(), tmp_path / "source.pt")
+        entry, options = "upstream", ["pretrained.upstream.prefix={classifier.: head.}"]
+        refusal = f"error: pretrained.upstream.prefix: 'classifier.' matches no key in {tmp_path / 'source.pt'}"
+    args = ["run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+            f"pretrained.{entry}.source={tmp_path / 'source.pt'}", *options]
+    result = cli(*args)
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1].startswith(refusal), result.stderr
+    assert "allow_unmatched=true" in result.stderr and not (tmp_path / "exp" / "checkpoints" / "step-1.ckpt").exists()
+    result = cli(*args, f"pretrained.{entry}.allow_unmatched=true")
+    assert result.exit_code == 0, result.stderr
+    (report,) = json.loads((tmp_path / "exp" / "pretrained" / "report.json").read_text())
+    expected = 0 if case == "loads_nothing" else len(torch.load(tmp_path / "source.pt", weights_only=True))
+    assert report["name"] == entry and report["loaded"] == expected
+
+
+RANDOM_FROZEN = "upstream: the frozen wav2vec2 base upstream keeps its random initialisation"
+
+
+@pytest.mark.e2e
+def test_a_frozen_random_base_upstream_trains_with_a_warning(cli, tmp_path):
+    result = cli("run", "ks", "--target-dir", tmp_path / "base", "build_upstream.name=wav2vec2", *KS_ONE_UPDATE)
+    assert result.exit_code == 0, result.stderr
+    assert f"{RANDOM_FROZEN} (build_upstream.ssl.init_seed): no pretrained: entry loads it" in result.stderr
+    assert RANDOM_FROZEN in (tmp_path / "base" / "log.txt").read_text()
+    # a custom architecture (tests, experiments) is not warned about
+    result = cli("run", "ks", "--target-dir", tmp_path / "custom", "-c", TINY_YAML, *KS_ONE_UPDATE)
+    assert result.exit_code == 0 and "keeps its random initialisation" not in result.stderr

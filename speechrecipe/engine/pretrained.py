@@ -9,6 +9,7 @@ Each entry maps a loadable name to a source:
         checkpoint: valid_best                    #   target_dir (valid_best, last or step-N); a Hugging Face folder
         strict: false                             # false: load what fits and report missing/unexpected keys
         prefix: {"classifier.": "head."}          # rename source keys by prefix before loading
+        allow_unmatched: false                    # true: loading no tensor, or a prefix matching no key, is intended
         hook: mylab.loading:load_downstream       # load with hook(module, path) instead
         condition: true                           # false (or a module:function(conf) returning false) skips it
         format: auto                              # auto | speechrecipe | state_dict | huggingface | fairseq
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENTRY_KEYS = ("source", "checkpoint", "strict", "prefix", "hook", "condition", "format")
+ENTRY_KEYS = ("source", "checkpoint", "strict", "prefix", "hook", "condition", "format", "allow_unmatched")
 FORMATS = ("auto", "speechrecipe", "state_dict", "huggingface", "fairseq")
 SHOWN = 5  # keys shown per kind in a report line
 
@@ -56,6 +57,7 @@ class Entry:
     hook: str | None = None
     condition: Any = True
     format: str = "auto"
+    allow_unmatched: bool = False
 
 
 def parse(section: DictConfig | dict | None) -> list[Entry]:
@@ -74,15 +76,16 @@ def parse(section: DictConfig | dict | None) -> list[Entry]:
         entry = Entry(name=str(name), source=Path(str(value["source"])).expanduser(),
                       checkpoint=str(value.get("checkpoint", "valid_best")), strict=value.get("strict", True),
                       prefix=value.get("prefix") or {}, hook=value.get("hook"), condition=value.get("condition", True),
-                      format=str(value.get("format", "auto")))
+                      format=str(value.get("format", "auto")), allow_unmatched=value.get("allow_unmatched", False))
         _check(entry, key)
         entries.append(entry)
     return entries
 
 
 def _check(entry: Entry, key: str) -> None:
-    if not isinstance(entry.strict, bool):
-        raise ConfigError(f"{key}.strict: {entry.strict!r} must be true or false")
+    for option in ("strict", "allow_unmatched"):
+        if not isinstance(getattr(entry, option), bool):
+            raise ConfigError(f"{key}.{option}: {getattr(entry, option)!r} must be true or false")
     if entry.format not in FORMATS:
         raise ConfigError(f"{key}.format: {entry.format!r} is not one of {', '.join(FORMATS)}")
     if not isinstance(entry.prefix, dict) or not all(isinstance(v, str) for v in entry.prefix.values()):
@@ -159,6 +162,7 @@ def apply(section: DictConfig | None, task: "nn.Module", into: Path, conf: DictC
     """Collect and load every entry into `task`; returns (and writes to into/report.json) what was loaded."""
     # the upstream first: a `model` saved with a frozen upstream is checked against the loaded one
     entries = sorted((e for e in parse(section) if _wanted(e, conf)), key=lambda e: e.name.split(".")[0] != "upstream")
+    _warn_random_frozen_upstreams(task, entries)
     if not entries:
         return []
     links = collect(entries, into)
@@ -168,6 +172,19 @@ def apply(section: DictConfig | None, task: "nn.Module", into: Path, conf: DictC
     if distributed.world().main:
         atomic_write_text(into / "report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _warn_random_frozen_upstreams(task: "nn.Module", entries: list[Entry]) -> None:
+    """A frozen base or large SSL upstream that no entry loads keeps its random initialisation: say so."""
+    from speechrecipe.nn.ssl_upstream import SSLUpstream
+
+    for path, module in task.named_modules():
+        if not isinstance(module, SSLUpstream) or module.size == "custom" or module.finetune_after is not None:
+            continue
+        if not any(e.name == "model" or f"{path}.".startswith(f"{e.name}.") or e.name.startswith(f"{path}.") for e in entries):
+            log.warning("%s: the frozen %s %s upstream keeps its random initialisation (build_upstream.ssl.init_seed): "
+                        "no pretrained: entry loads it; give pretrained.%s=<its weights>, or build_upstream.ssl.finetune=true "
+                        "to train it", path, module.kind, module.size, path)
 
 
 def _wanted(entry: Entry, conf: DictConfig | None) -> bool:
@@ -205,6 +222,12 @@ def load_entry(entry: Entry, path: Path, task: "nn.Module") -> dict:
         log.info("pretrained.%s: loaded from %s by %s", entry.name, path, entry.hook)
         return {"name": entry.name, "source": str(path), "hook": entry.hook}
     state, module, kind = read_state(entry, path, module)
+    unused = [old for old in entry.prefix if not any(k.startswith(old) for k in state)]
+    if unused and not entry.allow_unmatched:
+        tops = ", ".join(sorted({k.split(".")[0] + "." for k in state})[:SHOWN]) or "no keys"
+        raise RunFailure(f"pretrained.{entry.name}.prefix: {unused[0]!r} matches no key in {path.resolve()} (its keys "
+                         f"start with {tops}); fix the prefix, or set pretrained.{entry.name}.allow_unmatched=true "
+                         "if that is intended")
     state = {_rename(k, entry.prefix): v for k, v in state.items()}
     report = transfer(state, module, entry, path.resolve())  # messages name the source, not the link
     report["format"] = kind
@@ -326,11 +349,15 @@ def transfer(state: dict, module: "nn.Module", entry: Entry, path: Path) -> dict
         kind, keys = ("missing", missing) if missing else ("unexpected", unexpected)
         raise RunFailure(f"pretrained.{entry.name}: {len(keys)} {kind} key(s) in {path}, e.g. {keys[0]}; "
                          f"set pretrained.{entry.name}.strict=false to load the rest, or map names with prefix")
+    loaded = len(state) - len(unexpected)
+    if loaded == 0 and not entry.allow_unmatched:
+        raise RunFailure(f"pretrained.{entry.name}: no tensor of {path} matches the module's keys ({_keys('unexpected', unexpected)}); "
+                         f"map names with prefix, or set pretrained.{entry.name}.allow_unmatched=true if loading nothing "
+                         "is intended")
     import torch
 
     with torch.no_grad(), full_state_dict(module):
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-    loaded = len(state) - len(unexpected)
     log.info("pretrained.%s: %d tensors loaded from %s%s", entry.name, loaded, path,
              "" if entry.strict else f"; {_keys('missing', missing)}; {_keys('unexpected', unexpected)}")
     return {"name": entry.name, "source": str(path), "loaded": loaded, "missing": missing, "unexpected": unexpected}
