@@ -4,6 +4,10 @@ skipped by a condition; from a file, a folder with <name>.ckpt, a previous targe
 folder; bad sources are one line naming the key and the file."""
 from __future__ import annotations
 
+import argparse
+import datetime
+import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -314,3 +318,42 @@ def test_a_frozen_random_base_upstream_trains_with_a_warning(cli, tmp_path):
     # a custom architecture (tests, experiments) is not warned about
     result = cli("run", "ks", "--target-dir", tmp_path / "custom", "-c", TINY_YAML, *KS_ONE_UPDATE)
     assert result.exit_code == 0 and "keeps its random initialisation" not in result.stderr
+
+
+UNREADABLE = {  # a file a weights-only load refuses: what the one line says it is (never "fairseq", nor a loader)
+    "empty": (lambda path: path.write_bytes(b""), "is empty (0 bytes)"),
+    "text": (lambda path: path.write_text("wav2vec2 weights: see the README\n"), "is a text file (it begins 'wav2vec2 weights"),
+    "pickle": (lambda path: torch.save({"saved": datetime.date(2026, 12, 4), "w": torch.ones(2)}, path),
+               "holds Python objects besides tensors (datetime.date), which speechrecipe does not unpickle"),
+    "truncated": (lambda path: path.write_bytes(save_bytes({"w": torch.ones(2)})[:300]), "is a damaged zip archive"),
+}
+
+
+def save_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_a_file_that_is_no_checkpoint_says_what_it_is_not_and_suggests_no_unpickling(cli, tmp_path, case):
+    make, what = UNREADABLE[case]
+    make(tmp_path / "weights.pt")
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+                 f"pretrained.upstream={tmp_path / 'weights.pt'}")
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 1 and line.startswith(f"error: pretrained.upstream: {tmp_path / 'weights.pt'} {what}"), line
+    assert "a state dict of tensors" in line
+    assert not any(word in result.stderr for word in ("fairseq", "weights_only=False", "trust"))
+    assert not list((tmp_path / "exp" / "checkpoints").glob("*.ckpt"))
+
+
+@pytest.mark.e2e
+def test_a_fairseq_checkpoint_is_told_by_what_its_pickle_refers_to(cli, tmp_path):
+    if importlib.util.find_spec("fairseq") is not None:
+        pytest.skip("fairseq is installed: the file would be handed to it")
+    torch.save({"args": argparse.Namespace(arch="wav2vec2"), "model": {"w": torch.ones(2)}}, tmp_path / "fairseq.pt")
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+                 f"pretrained.upstream={tmp_path / 'fairseq.pt'}")
+    assert result.exit_code == 2 and "is a fairseq checkpoint; install fairseq to import it" in result.stderr

@@ -247,7 +247,7 @@ def read_state(entry: Entry, path: Path, module: "nn.Module") -> tuple[dict, "nn
 
     kind = entry.format
     if kind == "auto":
-        kind = "huggingface" if path.is_dir() else _sniff(path)
+        kind = "huggingface" if path.is_dir() else _sniff(path, entry)
     inner = module.model if isinstance(module, SSLUpstream) else None
     if kind == "huggingface":
         return _huggingface_state(path, entry), _need(inner, entry, kind), kind
@@ -272,14 +272,22 @@ def _need(inner, entry: Entry, kind: str):
     return inner
 
 
-def _sniff(path: Path) -> str:
+FAIRSEQ_MODULES = ("fairseq", "argparse", "omegaconf")  # what a fairseq checkpoint's pickle refers to (args, cfg)
+
+
+def _sniff(path: Path, entry: Entry) -> str:
+    """torch (a speechrecipe checkpoint or a state dict: told apart by its keys) or fairseq, told by what its pickle
+    refers to, read by opcode; anything else is refused naming what the file is not (nothing is unpickled)."""
     import torch
 
     try:
         torch.load(path, map_location="cpu", weights_only=True)
-        return "torch"  # a speechrecipe checkpoint or a state dict: told apart by its keys
-    except Exception:  # noqa: BLE001 - fairseq checkpoints hold argparse/omegaconf objects
+        return "torch"
+    except Exception:  # noqa: BLE001 - any failure: look at the file without unpickling it
+        pass
+    if any(name.split(".")[0] in FAIRSEQ_MODULES for name in _pickle_globals(path) or ()):
         return "fairseq"
+    raise RunFailure(_unreadable(path, entry))
 
 
 def _torch_load(path: Path, entry: Entry) -> Any:
@@ -287,8 +295,82 @@ def _torch_load(path: Path, entry: Entry) -> Any:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means the file cannot be used
-        raise RunFailure(f"pretrained.{entry.name}: {path} is not a readable torch file ({str(err).splitlines()[0][:160]})") from None
+    except Exception:  # noqa: BLE001 - any failure means the file cannot be used
+        raise RunFailure(_unreadable(path, entry)) from None
+
+
+def _unreadable(path: Path, entry: Entry) -> str:
+    """One line saying what a file a weights-only load refuses is not; it names no loader that would unpickle it
+    (torch's own message suggests weights_only=False)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    found = _pickle_globals(path)
+    if not head:
+        what = "is empty (0 bytes)"
+    elif found is None and head.startswith(b"PK\x03\x04"):
+        what = "is a damaged zip archive (truncated?), not a readable torch file"
+    elif found is None and _is_text(head):
+        what = f"is a text file (it begins {head.decode(errors='replace').splitlines()[0][:40]!r}), not a torch file"
+    elif found is None:
+        what = "is not a torch file (neither a torch.save zip archive nor a pickle)"
+    elif foreign := sorted(n for n in found if n.split(".")[0] not in ("torch", "collections", "builtins", "_codecs")):
+        what = (f"holds Python objects besides tensors ({', '.join(foreign[:3])}), which speechrecipe does not unpickle: "
+                "neither a speechrecipe checkpoint nor a state dict of tensors")
+    else:
+        what = "is a torch file that cannot be read (truncated or damaged)"
+    return (f"pretrained.{entry.name}: {path.resolve()} {what}; give a speechrecipe checkpoint, a state dict of tensors "
+            "(torch.save(module.state_dict())) or a Hugging Face model folder")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        return all(c.isprintable() or c.isspace() for c in head.decode())
+    except UnicodeDecodeError:  # (or a character cut at byte 64: binary enough)
+        return False
+
+
+def _pickle_globals(path: Path) -> set[str] | None:
+    """The `module.name`s a torch file's pickle refers to, read by opcode (nothing is imported or run); None
+    where it holds no pickle (a torch.save zip archive's data.pkl, or a legacy file's first pickles)."""
+    import io
+    import pickletools
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            if not pickles:
+                return None
+            stream = io.BytesIO(archive.read(pickles[0]))
+            return _globals_of(stream, pickletools, count=1)
+    with open(path, "rb") as f:
+        if f.read(1) != b"\x80":  # a pickle of protocol 2 or more starts with PROTO
+            return None
+        f.seek(0)
+        return _globals_of(f, pickletools, count=4)  # legacy torch.save: magic number, version, sys info, data
+
+
+def _globals_of(stream, pickletools, count: int) -> set[str] | None:
+    found: set[str] = set()
+    for _ in range(count):
+        recent: list = []  # the values pushed, strings only (enough for STACK_GLOBAL's module and name)
+        memo: dict = {}
+        try:
+            for op, arg, _pos in pickletools.genops(stream):
+                if op.name == "GLOBAL":
+                    found.add(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(recent) >= 2 and None not in recent[-2:]:
+                    found.add(f"{recent[-2]}.{recent[-1]}")
+                elif op.name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[len(memo) if op.name == "MEMOIZE" else arg] = recent[-1] if recent else None
+                    continue
+                recent.append(memo.get(arg) if op.name in ("GET", "BINGET", "LONG_BINGET")
+                              else arg if isinstance(arg, str) and "UNICODE" in op.name else None)
+                if op.name == "STOP":
+                    break
+        except Exception:  # noqa: BLE001 - not (or no longer) a pickle
+            return found or None
+    return found
 
 
 def _is_checkpoint(data: Any) -> bool:
