@@ -357,3 +357,24 @@ def test_a_fairseq_checkpoint_is_told_by_what_its_pickle_refers_to(cli, tmp_path
     result = cli("run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
                  f"pretrained.upstream={tmp_path / 'fairseq.pt'}")
     assert result.exit_code == 2 and "is a fairseq checkpoint; install fairseq to import it" in result.stderr
+
+
+@pytest.mark.parametrize("source, line", [
+    ("https://huggingface.co/facebook/wav2vec2-base/resolve/main/pytorch_model.bin",
+     "error: pretrained.upstream.source: https://huggingface.co/facebook/wav2vec2-base/resolve/main/pytorch_model.bin "
+     "is a URL; URLs and hub ids are not loaded: download the files first and give their path"),
+    ("facebook/wav2vec2-base", "error: pretrained.upstream.source: facebook/wav2vec2-base does not exist; if it is a hub id: "
+     "URLs and hub ids are not loaded, download the files first and give their path"),
+])
+def test_a_url_or_hub_id_source_says_it_is_not_downloaded_before_any_work(cli, tmp_path, source, line):
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", f"pretrained.upstream={source}")
+    assert result.exit_code == 2 and result.stderr.strip() == line
+    assert not (tmp_path / "exp").exists()
+
+
+def test_a_hook_or_condition_that_is_not_a_function_is_one_config_line_before_any_work(cli, tmp_path):
+    (tmp_path / "weights.pt").write_bytes(b"")
+    for option in ("hook", "condition"):
+        result = cli("config", "ks", f"pretrained.downstream.source={tmp_path / 'weights.pt'}", f"pretrained.downstream.{option}=os:sep")
+        assert result.exit_code == 2
+        assert result.stderr.strip() == f"error: pretrained.downstream.{option}: os:sep is a str, not a function; give module:function"

@@ -25,6 +25,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")  # https://, s3://, hf://
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # owner/name, as Hugging Face and torch.hub name models
 ENTRY_KEYS = ("source", "checkpoint", "strict", "prefix", "hook", "condition", "format", "allow_unmatched")
 FORMATS = ("auto", "speechrecipe", "state_dict", "huggingface", "fairseq")
 SHOWN = 5  # keys shown per kind in a report line
@@ -58,6 +61,7 @@ class Entry:
     condition: Any = True
     format: str = "auto"
     allow_unmatched: bool = False
+    written: str = ""  # the source as written (Path() folds a URL's "//")
 
 
 def parse(section: DictConfig | dict | None) -> list[Entry]:
@@ -76,7 +80,8 @@ def parse(section: DictConfig | dict | None) -> list[Entry]:
         entry = Entry(name=str(name), source=Path(str(value["source"])).expanduser(),
                       checkpoint=str(value.get("checkpoint", "valid_best")), strict=value.get("strict", True),
                       prefix=value.get("prefix") or {}, hook=value.get("hook"), condition=value.get("condition", True),
-                      format=str(value.get("format", "auto")), allow_unmatched=value.get("allow_unmatched", False))
+                      format=str(value.get("format", "auto")), allow_unmatched=value.get("allow_unmatched", False),
+                      written=str(value["source"]))
         _check(entry, key)
         entries.append(entry)
     return entries
@@ -99,10 +104,22 @@ def _check(entry: Entry, key: str) -> None:
 
 
 def check(section: DictConfig | None) -> None:
-    """Before any stage: the entries parse and their sources exist (unless skipped by a false condition)."""
+    """Before any stage: the entries parse, their sources exist and their hooks and conditions import as functions
+    (unless skipped by a false condition)."""
     for entry in parse(section):
-        if entry.condition is not False and not entry.source.exists():
-            raise ConfigError(f"pretrained.{entry.name}.source: {entry.source} does not exist")
+        if entry.condition is False:
+            continue
+        for option in ("hook", "condition"):
+            if isinstance(getattr(entry, option), str):
+                _import(getattr(entry, option), entry, option)
+        if not entry.source.exists():
+            key = f"pretrained.{entry.name}.source"
+            if _URL.match(entry.written):
+                raise ConfigError(f"{key}: {entry.written} is a URL; URLs and hub ids are not loaded: download the files "
+                                  "first and give their path")
+            hint = ("; if it is a hub id: URLs and hub ids are not loaded, download the files first and give their path"
+                    if _HUB_ID.fullmatch(str(entry.source)) else "")
+            raise ConfigError(f"{key}: {entry.source} does not exist{hint}")
 
 
 # ----- collect ---------------------------------------------------------------------------------
@@ -197,9 +214,13 @@ def _wanted(entry: Entry, conf: DictConfig | None) -> bool:
 def _import(spec: str, entry: Entry, option: str):
     module, _, name = spec.partition(":")
     try:
-        return getattr(importlib.import_module(module), name)
+        found = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
         raise ConfigError(f"pretrained.{entry.name}.{option}: cannot import {spec} ({err})") from None
+    if not callable(found):
+        raise ConfigError(f"pretrained.{entry.name}.{option}: {spec} is a {type(found).__name__}, not a function; "
+                          "give module:function")
+    return found
 
 
 def target_module(task: "nn.Module", name: str) -> "nn.Module":
