@@ -350,6 +350,18 @@ def test_a_file_that_is_no_checkpoint_says_what_it_is_not_and_suggests_no_unpick
 
 
 @pytest.mark.e2e
+def test_a_state_entry_that_is_no_tensor_is_one_line_naming_it(cli, tmp_path):
+    state = Task(1).upstream.model.state_dict()
+    state["encoder.feature_projection.projection.weight"] = "see the paper"
+    torch.save(state, tmp_path / "weights.pt")
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+                 f"pretrained.upstream={tmp_path / 'weights.pt'}")
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"error: pretrained.upstream: encoder.feature_projection.projection.weight is a str in {tmp_path / 'weights.pt'}, "
+        "not a tensor (and 0 more); give a state dict of tensors")
+
+
+@pytest.mark.e2e
 def test_a_fairseq_checkpoint_is_told_by_what_its_pickle_refers_to(cli, tmp_path):
     if importlib.util.find_spec("fairseq") is not None:
         pytest.skip("fairseq is installed: the file would be handed to it")

@@ -441,6 +441,13 @@ def transfer(state: dict, module: "nn.Module", entry: Entry, path: Path) -> dict
     state = expand_references(state, module, f"pretrained.{entry.name}", path)
     with full_state_dict(module):
         own = module.state_dict()
+    import torch
+
+    not_tensors = [k for k in state if k in own and not torch.is_tensor(state[k])]
+    if not_tensors:
+        k = not_tensors[0]
+        raise RunFailure(f"pretrained.{entry.name}: {k} is a {type(state[k]).__name__} in {path}, not a tensor "
+                         f"(and {len(not_tensors) - 1} more); give a state dict of tensors")
     wrong_shape = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
     if wrong_shape:
         k = wrong_shape[0]
@@ -457,8 +464,6 @@ def transfer(state: dict, module: "nn.Module", entry: Entry, path: Path) -> dict
         raise RunFailure(f"pretrained.{entry.name}: no tensor of {path} matches the module's keys ({_keys('unexpected', unexpected)}); "
                          f"map names with prefix, or set pretrained.{entry.name}.allow_unmatched=true if loading nothing "
                          "is intended")
-    import torch
-
     with torch.no_grad(), full_state_dict(module):
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     log.info("pretrained.%s: %d tensors loaded from %s%s", entry.name, loaded, path,
