@@ -318,3 +318,42 @@ def random_sentence(rng: np.random.Generator, min_words: int = 5, max_words: int
 def folder_bytes(path: Path) -> int:
     """Total size of the files below `path`."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# The most speakers any make_mini_*.py draws (make_mini_librispeech.py: 28 + 4 + 4), all with
+# make_speakers(n, seed=1); make_speakers(n) is a prefix of make_speakers(m) for n < m.
+BUNDLED_SPEAKERS, BUNDLED_SEED = 36, 1
+
+
+def bundled_voices() -> set[tuple[str, str]]:
+    """The (accent, variant) pairs of the voices in the bundled mini corpora."""
+    return {(s.language, s.variant) for s in make_speakers(BUNDLED_SPEAKERS, BUNDLED_SEED)}
+
+
+def make_unbundled_speakers(n: int, seed: int) -> list[Speaker]:
+    """`n` distinct speakers like make_speakers's, none with the (accent, variant) voice of a
+    bundled mini corpus: for calibration corpora that judge a default on voices it was never
+    tuned on. Genders alternate m, f, m, ...; (accent, variant) pairs are unique."""
+    rng = rng_for(seed, "unbundled speakers")
+    used = bundled_voices()
+    pairs = {g: [(lang, v) for v in variants for lang in LANGUAGES if (lang, v) not in used]
+             for g, variants in (("m", MALE_VARIANTS), ("f", FEMALE_VARIANTS))}
+    order = {}
+    for gender, pool in pairs.items():
+        shuffled = [pool[i] for i in rng.permutation(len(pool))]
+        # spread the variants: one comes back (with another accent) only after every variant was taken
+        rank = [sum(q[1] == p[1] for q in shuffled[:k]) for k, p in enumerate(shuffled)]
+        order[gender] = [p for _, p in sorted(zip(rank, shuffled), key=lambda rp: rp[0])]
+    counts = {"m": (n + 1) // 2, "f": n // 2}
+    if any(counts[g] > len(order[g]) for g in counts):
+        raise ValueError(f"{n} speakers: more than the unbundled voices of one gender")
+    speakers = []
+    for i in range(n):
+        gender = "mf"[i % 2]
+        language, variant = order[gender][i // 2]
+        speakers.append(Speaker(
+            language=language, variant=variant, gender=gender,
+            pitch=int(rng.integers(25, 76)), speed=int(rng.integers(140, 191)),
+            word_gap=int(rng.integers(0, 3)),
+        ))
+    return speakers

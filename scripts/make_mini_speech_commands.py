@@ -125,7 +125,8 @@ def render_clip(clip: Clip) -> float:
     out = wet * (10 ** ((clip.session.level_db + rng.uniform(-1.5, 1.5)) / 20) / ec.active_rms(wet))
     out = out / max(1.0, float(np.abs(out).max()) / 0.99)
     clip.path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(clip.path, out.astype(np.float32), ec.SAMPLE_RATE, subtype="PCM_16", compression_level=1.0)
+    flac = {"compression_level": 1.0} if clip.path.suffix == ".flac" else {}  # WAV: bench/calibration/make_ks_corpus.py
+    sf.write(clip.path, out.astype(np.float32), ec.SAMPLE_RATE, subtype="PCM_16", **flac)
     return len(out) / ec.SAMPLE_RATE
 
 

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from speechrecipe.engine.paths import ExperimentPaths
-    from speechrecipe.engine.problem import Problem, RunContext
+    from speechrecipe.engine.context import RunContext
+    from speechrecipe.engine.problem import Problem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Staged speech-experiment recipes.")
 
@@ -143,7 +144,7 @@ def run(
     try:
         overrides = list(overrides or []) + (["prepare_data.strict=true"] if strict else [])
         klass, conf = _load(problem, config, overrides)
-        from speechrecipe.engine.problem import RunContext
+        from speechrecipe.engine.context import RunContext
         from speechrecipe.engine.runner import Runner, describe_plan, experiment_paths
         from speechrecipe.validate import check_device
 

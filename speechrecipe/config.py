@@ -8,6 +8,7 @@ torch class (optimizer, scheduler) and stay open, and the top-level `pretrained:
 from __future__ import annotations
 
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -244,8 +245,18 @@ def load_config(
         resolved = OmegaConf.create(OmegaConf.to_container(merged, resolve=True))
     except OmegaConfBaseException as err:
         raise ConfigError(f"config: {str(err).splitlines()[0]}") from None
+    _keep_references(merged, resolved)
     _check_resolved_types(OmegaConf.to_container(schema, resolve=True), resolved)
     return resolved
+
+
+def _keep_references(merged: DictConfig, resolved: DictConfig) -> None:
+    """Leave `key: ${train.total_steps}` a reference in the resolved config (it still reads as the number): stage
+    records then see a schedule that follows train.total_steps, which may change on resume, not a changed number."""
+    for key, value in flatten(merged, resolve=False).items():
+        follows = _REFERENCE.fullmatch(value) if isinstance(value, str) else None
+        if follows and follows.group(1) in FOLLOWED:
+            OmegaConf.update(resolved, key, value, merge=False)
 
 
 def _check_resolved_types(schema: dict, resolved: DictConfig) -> None:
@@ -284,7 +295,25 @@ def under(key: str, prefix: str) -> bool:
 
 
 def select(cfg: DictConfig, prefixes: Iterable[str], exclude: Iterable[str] = ()) -> dict[str, Any]:
-    """The leaves under any of `prefixes` (dotted, or ALL), minus those under any of `exclude`."""
+    """The leaves under any of `prefixes` (dotted, or ALL), minus those under any of `exclude`.
+
+    A leaf that only repeats another selected key (`total_steps: ${train.total_steps}`) is kept as that
+    reference, not its value: the key it follows speaks for it, so a schedule whose length follows
+    train.total_steps may change on resume exactly when train.total_steps may.
+    """
     prefixes, exclude = tuple(prefixes), tuple(exclude)
-    return {k: v for k, v in flatten(cfg).items()
-            if any(under(k, p) for p in prefixes) and not any(under(k, e) for e in exclude)}
+
+    def chosen(key: str) -> bool:
+        return any(under(key, p) for p in prefixes)
+
+    raw = flatten(cfg, resolve=False)
+    out = {}
+    for key, value in flatten(cfg).items():
+        if chosen(key) and not any(under(key, e) for e in exclude):
+            follows = _REFERENCE.fullmatch(raw[key]) if isinstance(raw.get(key), str) else None
+            out[key] = raw[key] if follows and chosen(follows.group(1)) else value
+    return out
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")  # ${section.key}: another key of the config, nothing else
+FOLLOWED = ("train.total_steps",)  # keys that others may follow as `${key}` and stay references to (_keep_references)

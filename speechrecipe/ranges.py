@@ -37,6 +37,7 @@ RANGES: dict[str, str] = {
     "prepare_data.valid_count": f"{COUNT} or null",
     "prepare_data.num_valid_trials": COUNT,
     "prepare_data.silence_fraction": PROBABILITY,
+    "prepare_data.unknown_fraction": f"{NONNEGATIVE} or null",  # ks: `_unknown_` clips per command-word clip
     "prepare_data.silence_secs": POSITIVE,
     "prepare_data.sample_rate": COUNT,  # dump-feature (the training problems take build_dataset.sample_rate)
     # dump-feature, stage 1
@@ -103,6 +104,9 @@ RANGES: dict[str, str] = {
     "build_optimizer.conf.weight_decay": NONNEGATIVE,
     "build_scheduler.conf.step_size": COUNT,
     "build_scheduler.conf.gamma": "(0, 1]",
+    "build_scheduler.conf.max_lr": POSITIVE,  # OneCycleLR
+    "build_scheduler.conf.total_steps": COUNT,
+    "build_scheduler.conf.pct_start": "(0, 1)",
     # training (stage 2)
     "train.total_steps": COUNT,
     "train.log_step": COUNT,

@@ -4,6 +4,7 @@ pack as from files), background noise only from the training part of each record
 overlay (corpus and SUPERB) loading on its problem's schema and passing the problem's checks."""
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -171,7 +172,8 @@ def test_ks_defaults_resume_bit_identical_with_augmentation(cli, tmp_path):
     """Shift, noise and SpecAugment draw from the sample seeds, so stopping at update 6 and going on to 12
     ends with the same weights as 12 updates in one go (packed clips, prefetch thread: the defaults)."""
     common = ("--stop", "2", "train.log_step=3", "train.eval_step=6", "train.save_step=6",
-              "build_batch_sampler.batch_size=8", "train.keep_num_ckpts=0")
+              "build_batch_sampler.batch_size=8", "train.keep_num_ckpts=0",
+              "build_scheduler.conf.total_steps=12", "build_task.specaugment.apply=true")  # one schedule for both runs
 
     def train(target: Path, steps: int) -> None:
         result = cli("run", "ks", "--target-dir", target, *common, f"train.total_steps={steps}")
@@ -184,3 +186,40 @@ def test_ks_defaults_resume_bit_identical_with_augmentation(cli, tmp_path):
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "step-12.ckpt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert "resume" in (tmp_path / "resumed" / "train_log.jsonl").read_text()
+
+
+def one_cycle_rates(max_lr: float, total_steps: int) -> list[float]:
+    """The rate OneCycleLR(max_lr, total_steps, pct_start=0.3) gives after each of the updates 1..total_steps."""
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=max_lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=0.3)
+    rates = []
+    for _ in range(total_steps):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    return rates
+
+
+@pytest.mark.parametrize("problem", ["sid", "intent"])
+def test_default_schedule_follows_total_steps_also_when_it_changes_on_resume(cli, tmp_path, problem):
+    """The sid and intent defaults warm up and anneal within whatever train.total_steps is (8 here, not the
+    default's), and a run resumed with total_steps raised to 12 goes on along the 12-update cycle (OneCycleLR's
+    saved length of 8 would stop it with an error after update 8) down to ~0 at its end; lowered back to 8,
+    training is done and nothing fails."""
+    common = ("--stop", "2", "--target-dir", tmp_path, "train.log_step=1", "train.eval_step=100", "train.save_step=4",
+              "build_batch_sampler.batch_size=4", "evaluate.test_ckpt_steps=[last]")
+    max_lr = float(load_config(problem).build_scheduler.conf.max_lr)
+
+    def train(steps: int) -> list[float]:
+        result = cli("run", problem, *common, f"train.total_steps={steps}")
+        assert result.exit_code == 0, result.stderr
+        events = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+        return [e["lr"] for e in events if e["event"] == "train"]
+
+    short = train(8)  # the rate logged after update k is the one update k + 1 uses
+    assert short == pytest.approx(one_cycle_rates(max_lr, 8))
+    assert short[0] < max(short) <= max_lr and short[-2] < max_lr / 100
+    longer = train(12)
+    assert longer[:8] == short and longer[8:] == pytest.approx(one_cycle_rates(max_lr, 12)[8:])
+    assert longer[8] > short[-2] and longer[-2] < max_lr / 100
+    assert train(8) == longer  # lowered below the step reached: nothing to replay or train, no error

@@ -202,6 +202,7 @@ def test_transfer_from_a_previous_run_into_a_new_one_through_the_cli(cli, tmp_pa
     first, second = tmp_path / "a", tmp_path / "b"
     assert cli("run", "ks", "--target-dir", first, *common, "train.total_steps=3").exit_code == 0
     result = cli("run", "ks", "--target-dir", second, *common, "train.total_steps=1", "build_optimizer.conf.lr=0.0",
+                 "train.use_scheduler=false",  # ks's one-cycle schedule would set a rate of its own
                  "build_optimizer.conf.weight_decay=0.0", f"pretrained.model={first}", "seed=7",
                  "build_upstream.ssl.init_seed=1337")  # another seed, but the same (frozen, random) upstream as A
     assert result.exit_code == 0, result.stderr

@@ -1,7 +1,7 @@
 """Samples of dumped features (the `precomputed` upstream): a row's frames, looked up by utterance id.
 
-The batch carries the frames where waveforms would be ("wavs" [B, frames, layers, dim] in the dump's
-dtype, "wav_lens" in frames): the upstream's input, which for `precomputed` is features. Training
+The batch carries the frames under "feats" [B, frames, layers, dim] in the dump's dtype and "feat_lens" in
+frames (data/batch_keys.py): the upstream's input, which for `precomputed` is features. Training
 crops are taken in frames (`crop_secs` × frames per second), so normalisation done by the upstream
 (cmn) covers the whole utterance, not the crop; see docs/architecture.md.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from speechrecipe.data.batch_keys import FEATURES, PRECOMPUTED
 from speechrecipe.data.feature_shards import FeatureShards, dump_folder, same_audio
 from speechrecipe.errors import ConfigError, DataError
 from speechrecipe.fileio import digest
-from speechrecipe.nn.catalog import PRECOMPUTED
 
 KEY = "build_upstream.precomputed.path"
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ class FrameClip:
     repeat_short: bool = False
 
     @property
-    def sample_rate(self) -> float:
-        """Inputs per second of audio: here frames (batch budgets and audio seconds count in them)."""
+    def inputs_per_second(self) -> float:
+        """Frames per second of audio: what batch lengths and evaluation budgets count."""
         return self.shards.frame_rate
 
     def find_length(self, row: dict) -> int:
@@ -70,8 +70,9 @@ class FrameClip:
         padded = np.zeros((len(samples), max(lens), *first.shape[1:]), dtype=first.dtype)
         for i, sample in enumerate(samples):
             padded[i, : lens[i]] = sample["frames"]
-        batch = {"ids": [s["id"] for s in samples], "wavs": torch.from_numpy(padded),
-                 "wav_lens": torch.tensor(lens, dtype=torch.long), "audio_seconds": sum(lens) / self.sample_rate}
+        data, lengths = FEATURES
+        batch = {"ids": [s["id"] for s in samples], data: torch.from_numpy(padded),
+                 lengths: torch.tensor(lens, dtype=torch.long), "audio_seconds": sum(lens) / self.inputs_per_second}
         for key in self.label_keys:
             batch[key] = torch.tensor([s[key] for s in samples], dtype=torch.long)
         return batch

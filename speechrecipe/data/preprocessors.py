@@ -28,6 +28,11 @@ class WaveformBatcher:
     sample_rate: int
     label_keys: tuple[str, ...] = ()
 
+    @property
+    def inputs_per_second(self) -> int:
+        """Samples per second of audio: what batch lengths and evaluation budgets count."""
+        return self.sample_rate
+
     def collate_fn(self, samples: list[dict]) -> dict:
         wavs, lens = pad_waveforms([s["wav"] for s in samples])
         return self.assemble(samples, wavs, lens)

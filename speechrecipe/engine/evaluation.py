@@ -42,7 +42,7 @@ class EvaluationStages:
         from speechrecipe.data.dataset import make_loader
         from speechrecipe.data.sampler import EpochBatchSampler
 
-        budget = int(batch_secs * dataset.preprocessor.sample_rate)
+        budget = int(batch_secs * dataset.preprocessor.inputs_per_second)
         sampler = EpochBatchSampler(dataset.lengths(), seed=0, max_batch_length=budget, shuffle=False)
         return make_loader(dataset, sampler, self.num_workers)
 

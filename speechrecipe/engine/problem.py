@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import DictConfig, OmegaConf
 
+from speechrecipe.engine.context import RunContext
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.stages import ROLES, Stage, stage  # noqa: F401 - the contract's names, for problems
 from speechrecipe.engine.evaluation import EvaluationStages
@@ -59,16 +60,6 @@ HOOKS = (
     Hook("build_optimizer", "`train()`", "a `torch.optim` class by `build_optimizer.name` (shared)"),
     Hook("build_scheduler", "`train()`", "a `torch.optim.lr_scheduler` class (shared)"),
 )
-
-
-@dataclass
-class RunContext:
-    """Runtime settings from the command line, not part of the experiment's config."""
-
-    device: str = "auto"
-    num_workers: int | None = None  # None: the config's train.num_workers
-    force: bool = False
-    redo: int | None = None  # --redo N: stage N runs again from scratch
 
 
 class Problem(CorpusPreparation, TrainingStages, EvaluationStages):

@@ -14,6 +14,7 @@ import math
 import random
 import signal
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +34,8 @@ from speechrecipe.progress import progress
 
 log = logging.getLogger(__name__)
 FORMAT = 1
+# where a learning-rate scheduler is in its schedule (the rest of its state_dict is the schedule itself)
+SCHEDULER_POSITION = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step")
 
 
 @dataclass
@@ -200,12 +203,29 @@ class Trainer:
         self.task.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+            self._restore_scheduler(state["scheduler"], int(state["counters"]["step"]))
         self.scaler.load_state_dict(state["scaler"])
         self._restore_rng(state)
         self.state = TrainingState(**state["counters"])
         log.info("resuming from %s (step %d)", path, self.state.step)
         return path
+
+    def _restore_scheduler(self, saved: dict[str, Any], step: int) -> None:
+        """The saved schedule, or, when its shape changed (a length that follows train.total_steps, which may
+        change on resume), the new schedule replayed to `step`: OneCycleLR's saved length would stop
+        training with an error past its old end, or leave the rate high where the new run ends."""
+        fresh = self.scheduler.state_dict()
+        done = step >= int(self.conf.total_steps)  # nothing left to train: a shorter new schedule cannot be replayed
+        if done or all(saved.get(k) == v for k, v in fresh.items() if k not in SCHEDULER_POSITION):
+            self.scheduler.load_state_dict(saved)
+            return
+        before = [group["lr"] for group in self.optimizer.param_groups]
+        with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": replaying, not training
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(step):
+                self.scheduler.step()
+        log.warning("the learning-rate schedule changed since the checkpoint (train.total_steps?): it follows the new "
+                    "one from step %d (learning rate %.3g, was %.3g)", step, self.optimizer.param_groups[0]["lr"], before[0])
 
     def _restore_rng(self, state: dict[str, Any]) -> None:
         ranks = state.get("rng_ranks")

@@ -28,6 +28,14 @@ def accuracy(predictions: Tensor, targets: Tensor) -> float:
     return (predictions == targets).double().mean().item()
 
 
+def balanced_accuracy(predictions: Tensor, targets: Tensor) -> float:
+    """Mean per-class recall: for each class among the targets, the fraction of its examples predicted
+    right, averaged over those classes (so every class weighs the same, however many examples it has)."""
+    predictions, targets = _check_pair(predictions, targets)
+    recalls = [(predictions[targets == c] == c).double().mean() for c in targets.unique()]
+    return torch.stack(recalls).mean().item()
+
+
 def top_k_accuracy(logits: Tensor, targets: Tensor, k: int) -> float:
     """Fraction of rows of (N, C) logits whose k highest classes include the target."""
     logits, targets = torch.as_tensor(logits), torch.as_tensor(targets).reshape(-1)

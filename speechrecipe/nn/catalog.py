@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from speechrecipe.data.batch_keys import PRECOMPUTED  # noqa: F401 - features dumped by dump-feature (data owns the name)
+
 SPECTRAL = ("fbank", "mfcc")
 SSL = ("wav2vec2", "hubert", "wavlm")  # torchaudio.models; options in build_upstream.ssl
 UPSTREAM_NAMES = SPECTRAL + SSL
-PRECOMPUTED = "precomputed"  # features dumped by dump-feature (asv, ks, sid, intent); options in build_upstream.precomputed
 SSL_SAMPLE_RATE = 16000  # what wav2vec2, HuBERT and WavLM were trained on
 
 

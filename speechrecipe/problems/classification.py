@@ -32,6 +32,7 @@ class UtteranceClassification(Recipe):
     """Classify whole utterances: pooled upstream features, one linear head per label field."""
 
     metric, higher_better, results_title = "accuracy", True, "Utterance classification results"
+    report_balanced_accuracy = False  # also balanced accuracy (mean per-class recall) in validation and results
     choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("probe",),  # nn/classifiers.py
                "build_downstream.probe.pooling": ("mean", "stats", "attentive"), "prepare_data.check_audio": ("full", "header")}
     stage_texts = {
@@ -72,7 +73,8 @@ class UtteranceClassification(Recipe):
         """Accuracy (and per-field accuracy), resampled by utterance, from the predictions of stage 3."""
         from speechrecipe.tasks.unit_statistics import classification_units
 
-        return classification_units(self.paths.evaluation / record["checkpoint"] / f"{record['test_set']}.predictions.tsv")
+        return classification_units(self.paths.evaluation / record["checkpoint"] / f"{record['test_set']}.predictions.tsv",
+                                    self.report_balanced_accuracy)
 
     def report_extras(self, best: dict[str, dict]) -> None:
         for test_set, record in best.items():  # the best checkpoint's confusion matrices sit beside the table
@@ -171,7 +173,8 @@ class UtteranceClassification(Recipe):
         ids, logits, labels = gather(outputs)
         if out_dir is not None:
             write_predictions(out_dir / (name or split), ids, logits, labels, encoders, self.conf.evaluate.confusion_matrix)
-        return classification_metrics(logits, labels, list(encoders), [int(k) for k in self.conf.evaluate.top_k])
+        return classification_metrics(logits, labels, list(encoders), [int(k) for k in self.conf.evaluate.top_k],
+                                      self.report_balanced_accuracy)
 
     def result_columns(self) -> list[tuple[str, str, str]]:
         fields = [str(f) for f in self.conf.build_encoder.fields]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechrecipe.data.batch_keys import upstream_input
 from speechrecipe.fileio import atomic_open
 from speechrecipe.metrics.wer import error_rate
 
@@ -31,13 +32,13 @@ class CTCTask(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         """The train step: CTC loss, averaged over utterances after dividing by target lengths."""
-        log_probs, lens = self.log_probs(batch["wavs"], batch["wav_lens"], augment=self.training)
+        log_probs, lens = self.log_probs(*upstream_input(batch), augment=self.training)
         loss = F.ctc_loss(log_probs.float().transpose(0, 1), batch["targets"], lens, batch["target_lens"],
                           blank=0, reduction="mean", zero_infinity=True)
         return {"loss": loss}
 
     def test_step(self, batch: dict) -> dict:
-        log_probs, lens = self.log_probs(batch["wavs"], batch["wav_lens"])
+        log_probs, lens = self.log_probs(*upstream_input(batch))
         return {"ids": batch["ids"], "log_probs": log_probs, "lens": lens}
 
 

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechrecipe.data.batch_keys import upstream_input
 from speechrecipe.data.encoder import LabelEncoder
 from speechrecipe.data.tsv import write_tsv
-from speechrecipe.metrics.accuracy import accuracy, confusion_matrix, plot_confusion, top_k_accuracy, write_confusion_csv
+from speechrecipe.metrics.accuracy import (accuracy, balanced_accuracy, confusion_matrix, plot_confusion, top_k_accuracy,
+                                           write_confusion_csv)
 
 
 class UtteranceClassificationTask(nn.Module):
@@ -36,13 +38,13 @@ class UtteranceClassificationTask(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         """The train step."""
-        logits, labels = self.logits(batch["wavs"], batch["wav_lens"], batch.get("seeds")), batch["labels"]
+        logits, labels = self.logits(*upstream_input(batch), batch.get("seeds")), batch["labels"]
         loss = sum(F.cross_entropy(out, labels[:, k]) for k, out in enumerate(logits))
         correct = torch.stack([out.argmax(-1) == labels[:, k] for k, out in enumerate(logits)]).all(0)
         return {"loss": loss, "accuracy": correct.float().mean()}
 
     def test_step(self, batch: dict) -> dict:
-        return {"ids": batch["ids"], "logits": self.logits(batch["wavs"], batch["wav_lens"]), "labels": batch["labels"]}
+        return {"ids": batch["ids"], "logits": self.logits(*upstream_input(batch)), "labels": batch["labels"]}
 
     valid_step = test_step
 
@@ -56,9 +58,10 @@ def gather(outputs: list[dict]) -> tuple[list[str], list[Tensor], Tensor]:
 
 
 def classification_metrics(logits: list[Tensor], labels: Tensor, fields: list[str],
-                           top_k: list[int]) -> dict[str, float]:
+                           top_k: list[int], balanced: bool = False) -> dict[str, float]:
     """"accuracy": every field right (SUPERB's IC metric; plain accuracy for one field),
-    "accuracy_<field>" per field when there are several, "top<k>_accuracy[_<field>]" for each k."""
+    "accuracy_<field>" per field when there are several, "top<k>_accuracy[_<field>]" for each k,
+    and with `balanced` "balanced_accuracy[_<field>]" (mean per-class recall)."""
     metrics: dict[str, float] = {}
     correct = torch.stack([out.argmax(-1) == labels[:, k] for k, out in enumerate(logits)]).all(0)
     metrics["accuracy"] = correct.double().mean().item()
@@ -66,6 +69,8 @@ def classification_metrics(logits: list[Tensor], labels: Tensor, fields: list[st
         suffix = f"_{field}" if len(fields) > 1 else ""
         if len(fields) > 1:
             metrics[f"accuracy{suffix}"] = accuracy(out.argmax(-1), labels[:, k])
+        if balanced:
+            metrics[f"balanced_accuracy{suffix}"] = balanced_accuracy(out.argmax(-1), labels[:, k])
         for n in top_k:
             metrics[f"top{n}_accuracy{suffix}"] = top_k_accuracy(out, labels[:, k], min(int(n), out.shape[1]))
     return metrics

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from speechrecipe.data.batch_keys import upstream_input
 from speechrecipe.data.diarization_chunks import FrameGrid
 from speechrecipe.data.rttm import Segment
 from speechrecipe.metrics.assignment import min_cost_assignment
@@ -27,14 +28,14 @@ class DiarizationTask(nn.Module):
         return self.downstream(feats, lens)
 
     def forward(self, batch: dict) -> dict:
-        logits, lens = self.logits(batch["wavs"], batch["wav_lens"])
+        logits, lens = self.logits(*upstream_input(batch))
         frames = min(logits.shape[1], batch["labels"].shape[1])
         lens = torch.minimum(lens, batch["label_lens"]).clamp(max=frames)
         loss, _ = pit_bce(logits[:, :frames], batch["labels"][:, :frames], lens)
         return {"loss": loss}
 
     def test_step(self, batch: dict) -> dict:
-        logits, lens = self.logits(batch["wavs"], batch["wav_lens"])
+        logits, lens = self.logits(*upstream_input(batch))
         return {"ids": batch["ids"], "probs": torch.sigmoid(logits.float()), "lens": lens}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from speechrecipe.data.batch_keys import upstream_input
+
 
 class SpeakerVerificationTask(nn.Module):
     """upstream → featurizer → downstream (embedding) → classification loss."""
@@ -19,10 +21,10 @@ class SpeakerVerificationTask(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         """The train step."""
-        loss, logits = self.loss(self.embed(batch["wavs"], batch["wav_lens"]), batch["labels"])
+        loss, logits = self.loss(self.embed(*upstream_input(batch)), batch["labels"])
         return {"loss": loss, "accuracy": (logits.argmax(-1) == batch["labels"]).float().mean()}
 
     def test_step(self, batch: dict) -> dict:
-        return {"ids": batch["ids"], "embeddings": self.embed(batch["wavs"], batch["wav_lens"])}
+        return {"ids": batch["ids"], "embeddings": self.embed(*upstream_input(batch))}
 
     valid_step = test_step

@@ -3,7 +3,8 @@ evidence as independent units (metrics/bootstrap.py).
 
 - asv: `<set>.scores` trials (tab-separated, tasks/scoring.py); units = speakers (the test manifest's `speaker` of each utterance).
 - asr: `<set>.ref` and `<set>.<decoder>.hyp`; units = utterances (errors and reference length of each).
-- classification: `<set>.predictions.tsv`; units = utterances (right or wrong, per field and all together).
+- classification: `<set>.predictions.tsv`; units = utterances (right or wrong, per field and all together;
+  balanced accuracy: each class's recall over the drawn utterances of that class, averaged over the classes).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from speechrecipe.metrics.bootstrap import UnitStatistics, contents_digest, ratio_statistics, verification_statistics
+
+BALANCED = "balanced_accuracy"
 
 
 def verification_units(scores_file: Path, speaker_of: dict[str, str]) -> UnitStatistics:
@@ -48,8 +51,9 @@ def recognition_units(prefix: Path, decoders: list[str]) -> UnitStatistics:
     return ratio_statistics("utterance", ids, parts, contents_digest([[u, refs[u]] for u in ids]))
 
 
-def classification_units(predictions_file: Path) -> UnitStatistics:
-    """"accuracy" (every field right) and, with several fields, "accuracy_<field>", resampled by utterance."""
+def classification_units(predictions_file: Path, balanced: bool = False) -> UnitStatistics:
+    """"accuracy" (every field right) and, with several fields, "accuracy_<field>", resampled by utterance;
+    with `balanced` also "balanced_accuracy[_<field>]", the mean per-class recall of each resample."""
     from speechrecipe.data.tsv import read_tsv
 
     table = [fields for _, fields in read_tsv(predictions_file)]
@@ -60,7 +64,23 @@ def classification_units(predictions_file: Path) -> UnitStatistics:
     if len(fields) > 1:
         parts |= {f"accuracy_{f}": (right[:, k], ones) for k, f in enumerate(fields)}
     references = [[row[0], *row[1::2]] for row in rows]  # each utterance and its true label of each field
-    return ratio_statistics("utterance", [row[0] for row in rows], parts, contents_digest([fields, references]))
+    stats = ratio_statistics("utterance", [row[0] for row in rows], parts, contents_digest([fields, references]))
+    if not balanced:
+        return stats
+    recalls = {}  # metric name → (right and of class c [U, C], of class c [U, C])
+    for k, field in enumerate(fields):
+        truth = np.array([row[1 + 2 * k] for row in rows])
+        member = (truth[:, None] == np.unique(truth)[None, :]).astype(np.float64)
+        recalls[BALANCED + (f"_{field}" if len(fields) > 1 else "")] = (member * right[:, k:k + 1], member)
+
+    def metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
+        found = stats.metrics(counts)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a class no utterance of the resample has: left out
+            for name, (hits, member) in recalls.items():
+                found[name] = np.nanmean((counts @ hits) / (counts @ member), axis=1)
+        return found
+
+    return UnitStatistics(stats.unit, stats.units, metrics, stats.contents)
 
 
 def _texts(path: Path) -> dict[str, str]:

@@ -5,8 +5,12 @@
     ROOT/testing_list.txt               the same; files in neither list are training files
     ROOT/_background_noise_/*.wav       long noise recordings
 
-The SUPERB protocol (the default): the ten command words keep their names, every other word
-is `_unknown_`, and `_silence_` examples are 1 s crops of the background noise. A crop is a
+The 12-class protocol: the ten command words keep their names, every other word is `_unknown_`,
+and `_silence_` examples are 1 s crops of the background noise. Class shares: by default every
+listed clip stays (the published prior, `_unknown_` about 63 % of v0.02's testing_list.txt);
+`unknown_fraction` keeps, in train and valid only, that many `_unknown_` clips per command-word
+clip, drawn with the seed (Warden's `unknown_percentage`); the test split always keeps every clip
+of testing_list.txt. Every split gets `silence_fraction` `_silence_` crops per word clip. A crop is a
 manifest row naming the noise file with a `start` frame and `num_frames`; crops are drawn with
 the seed, and each split draws from its own time region of every noise file (the first 80 %
 for train, the next 10 % for valid, the last 10 % for test), so no test crop overlaps a
@@ -41,6 +45,7 @@ def prepare_speech_commands(
     out_dir: Path,
     words: list[str],
     unknown: bool = True,
+    unknown_fraction: float | None = None,
     silence_fraction: float = 0.1,
     silence_secs: float = 1.0,
     released_test_dir: str | None = None,
@@ -54,6 +59,8 @@ def prepare_speech_commands(
 
     Rows carry "word" (the folder) and "label" (the word, `_unknown_` or `_silence_`). `words` keep
     their own class; other words become `_unknown_` (or are left out when `unknown` is false).
+    With `unknown_fraction`, train and valid keep round(unknown_fraction x their command-word clips)
+    `_unknown_` clips (all when they have fewer), drawn with the seed; test keeps every listed clip.
     Each split gets round(silence_fraction x its word clips) `_silence_` crops of `silence_secs`.
     """
     root, out_dir = corpus_root(root), Path(out_dir)
@@ -75,6 +82,8 @@ def prepare_speech_commands(
     summary: dict = {"bad_files": len(items) + len(noises) + len(released) - len(rows)}
     for split in ("train", "valid", "test"):
         split_rows = [rows[utt] for utt, _, _ in items if utt in rows and split_of.get(utt, "train") == split]
+        if unknown_fraction is not None and split != "test":  # the test split stays as published
+            split_rows = _unknown_share(split_rows, unknown_fraction, split, seed)
         count = round(silence_fraction * len(split_rows))
         split_rows += _silence_rows(noise_rows, count, split, silence_secs, seed)
         write_jsonl(split_manifest(out_dir, split), split_rows)
@@ -164,6 +173,27 @@ def _released_items(root: Path, folder: str, words: list[str], unknown: bool) ->
     if not items:
         raise DataError(f"prepare_data.released_test_dir: {base} holds no <label>/<file>.wav clips")
     return items
+
+
+def _unknown_share(rows: list[dict], fraction: float, split: str, seed: int) -> list[dict]:
+    """`rows` with round(fraction x command-word clips) of its `_unknown_` clips (all when fewer), drawn with `seed`."""
+    unknown = [k for k, row in enumerate(rows) if row["label"] == UNKNOWN]
+    wanted = min(len(unknown), round(fraction * (len(rows) - len(unknown))))
+    dropped = set(unknown) - set(random.Random(f"{seed}/unknown/{split}").sample(unknown, wanted))
+    return [row for k, row in enumerate(rows) if k not in dropped]
+
+
+def class_shares(counts: dict[str, int]) -> str:
+    """"N clips: _unknown_ a %, _silence_ b %, W words c % (d-e % each)" of a split's {label: clips}."""
+    total = sum(counts.values())
+    if not total:
+        return "0 clips"
+    words = {label: n for label, n in counts.items() if label not in (UNKNOWN, SILENCE)}
+    parts = [f"{label} {100 * counts[label] / total:.1f} %" for label in (UNKNOWN, SILENCE) if label in counts]
+    if words:
+        each = f"{100 * min(words.values()) / total:.1f}-{100 * max(words.values()) / total:.1f} % each"
+        parts.append(f"{len(words)} words {100 * sum(words.values()) / total:.1f} % ({each})")
+    return f"{total} clips: " + ", ".join(parts)
 
 
 def _silence_rows(noises: list[dict], count: int, split: str, secs: float, seed: int) -> list[dict]:

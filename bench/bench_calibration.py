@@ -1,0 +1,110 @@
+"""sid and intent defaults against their plain references on the calibration corpora (issue 25).
+
+    .venv/bin/python bench/bench_calibration.py --problem sid      # about 25 min on 2 quiet cores
+    .venv/bin/python bench/bench_calibration.py --problem intent   # about 10 min
+
+Builds the calibration corpus (bench/calibration/make_<problem>_corpus.py; skipped when built), then,
+each in its own process and one after the other: the reference (bench/reference_<problem>.py, the
+last model) and `speechrecipe run <problem>` with the defaults and only the corpus root (and
+--overrides) given, stages 0-4 (valid_best, chosen on validation). Both see the same number of
+training utterances when the defaults do (sid: 200 x 32, intent: 300 x 32). Prints one Markdown
+row per model: test accuracy with its 95 % interval, the majority class, training utterances/s and
+their ratio to the reference's, with `uptime`'s load average before and after (speed on a loaded
+machine says little; the accuracies are deterministic).
+
+    .venv/bin/python bench/bench_calibration.py --problem intent --speed 40 --rounds 2
+
+measures speed alone: reference and default taking turns, `--speed` updates each (stage 2 only, no
+test), training utterances/s of each and their ratio per round, with the load average around each round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH / "calibration"))
+from make_sid_corpus import CALIBRATION_ROOT  # noqa: E402
+
+CORPUS = {"sid": CALIBRATION_ROOT / "voxceleb1_sid_small", "intent": CALIBRATION_ROOT / "fluent_speech_commands_small"}
+
+
+def load() -> str:
+    """`uptime`'s load averages (1, 5, 15 min)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def reference(problem: str, root: Path, out: Path, updates: list[str] = ()) -> dict:
+    out.unlink(missing_ok=True)
+    subprocess.run([sys.executable, str(BENCH / f"reference_{problem}.py"), "--root", str(root), "--out", str(out),
+                    *updates], check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text().splitlines()[-1])
+
+
+def train_speed(target: Path) -> float:
+    """Mean training utterances/s of the log windows after the first (which holds the start-up)."""
+    events = [json.loads(line) for line in (target / "train_log.jsonl").read_text().splitlines()]
+    train = [e for e in events if e.get("event") == "train"][1:]
+    return round(sum(e["utt_per_s"] for e in train) / len(train), 1)
+
+
+def speed(problem: str, root: Path, work: Path, updates: int, rounds: int, overrides: list[str]) -> None:
+    print("| round | load average before, after | reference utt/s | default utt/s | default / reference |")
+    print("|---|---|---|---|---|")
+    for k in range(1, rounds + 1):
+        before = load()
+        ref = reference(problem, root, work / "speed.jsonl", ["--updates", str(updates)])["train_utt_per_s"]
+        target = work / f"speed_{problem}_{k}"
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "speechrecipe", "run", problem, "--stop", "2", "--target-dir", str(target),
+                        f"prepare_data.dataset_root={root}", f"train.total_steps={updates}",
+                        f"train.log_step={max(1, updates // 4)}", f"train.eval_step={updates}", *overrides],
+                       check=True, stdout=subprocess.DEVNULL)
+        ours = train_speed(target)
+        print(f"| {k} | {before}, {load()} | {ref} | {ours} | {ours / ref:.2f} |")
+
+
+def default(problem: str, root: Path, target: Path, overrides: list[str]) -> dict:
+    subprocess.run([sys.executable, "-m", "speechrecipe", "run", problem, "--target-dir", str(target),
+                    f"prepare_data.dataset_root={root}", *overrides], check=True, stdout=subprocess.DEVNULL)
+    results = json.loads((target / "results" / "results.json").read_text())["test"]
+    interval = results["intervals"]["accuracy"]
+    return {"test": {"accuracy": round(results["accuracy"], 1), "interval": [round(interval["low"], 1), round(interval["high"], 1)]},
+            "checkpoint": results["checkpoint"], "train_utt_per_s": train_speed(target)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--problem", choices=sorted(CORPUS), required=True)
+    p.add_argument("--work", type=Path, default=Path("/tmp/bench_calibration"), help="targets and logs")
+    p.add_argument("--overrides", nargs="*", default=[], help="config overrides for the default run")
+    p.add_argument("--speed", type=int, help="only measure speed, over this many updates per run")
+    p.add_argument("--rounds", type=int, default=2, help="with --speed: reference/default pairs")
+    args = p.parse_args()
+    root = CORPUS[args.problem]
+    subprocess.run([sys.executable, str(BENCH / "calibration" / f"make_{args.problem}_corpus.py")], check=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.speed:
+        speed(args.problem, root, args.work, args.speed, args.rounds, args.overrides)
+        return
+    before = load()
+    ref = reference(args.problem, root, args.work / f"reference_{args.problem}.jsonl")
+    ours = default(args.problem, root, args.work / f"default_{args.problem}", args.overrides)
+    after = load()
+    print(f"load average before {before}, after {after}")
+    print("| model | test accuracy (%) | 95 % interval | training utt/s | ratio to the reference |")
+    print("|---|---|---|---|---|")
+    print(f"| majority class | {ref['majority_test']['accuracy']} | | | |")
+    for name, r in ((f"reference ({ref['updates']} x {ref['batch_size']})", ref), (f"default ({ours['checkpoint']})", ours)):
+        low, high = r["test"]["interval"]
+        print(f"| {name} | {r['test']['accuracy']} | {low}-{high} | {r['train_utt_per_s']} | "
+              f"{r['train_utt_per_s'] / ref['train_utt_per_s']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
