@@ -7,6 +7,11 @@ class: `value_ranges = {"build_downstream.width": "[1, inf)"}` (they win over RA
 A range is an interval: `[` / `]` include the bound, `(` / `)` exclude it, `inf` is unbounded;
 add ` or null` where null is a meaningful value. A list of numbers is checked element by element.
 A key a problem's config does not have is skipped, so one table serves every problem.
+
+A list-valued key where an empty list means nothing (a grid to tune over, the test sets, the words to
+recognise) is in NONEMPTY, with what to give instead; one where empty is meaningful (no top-k accuracy) in
+MAY_BE_EMPTY. tests/test_ranges.py fails until every list key of conf/*.yaml is in one of them. A problem
+outside the package adds its own in its class: `nonempty_lists = {"build_downstream.widths": "give one width"}`.
 """
 from __future__ import annotations
 
@@ -147,6 +152,26 @@ RANGES: dict[str, str] = {
     "evaluate.tune.median_frames": COUNT,
 }
 
+# {list key: what to give}: an empty list is refused before any stage, in one line naming the key
+NONEMPTY: dict[str, str] = {
+    "prepare_data.train_sets": "name at least one training set",  # asr
+    "prepare_data.valid_sets": "name at least one validation set",  # asr
+    "prepare_data.test_sets": "name at least one test set",  # asr, asv
+    "prepare_data.test_splits": "name at least one test split",  # diarization
+    "prepare_data.words": "give at least one word to recognise",  # ks
+    "prepare_data.mini.pause_secs": "use [min, max] seconds",  # diarization's mini corpus
+    "build_encoder.fields": "name at least one manifest field to classify",  # ks, sid, intent
+    "build_dataset.augment.speeds": "give at least one speed (1.0: unchanged), or set build_dataset.augment.speed_perturb=false",
+    "build_dataset.augment.snr_db": "use [min, max] dB",  # asv's noise augmentation
+    "evaluate.test_ckpt_steps": "name at least one checkpoint (valid_best, last or step-N)",
+    "evaluate.tune.thresholds": "give at least one threshold to tune on dev (or evaluate.tune.apply=false)",
+    "evaluate.tune.median_frames": "give at least one median filter length to tune on dev (or evaluate.tune.apply=false)",
+}
+# list keys where [] means something
+MAY_BE_EMPTY: dict[str, str] = {
+    "evaluate.top_k": "no top-k accuracy",  # ks, sid, intent
+}
+
 _INTERVAL = re.compile(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*(or null)?\s*")
 
 
@@ -195,3 +220,18 @@ def check_ranges(flat: Mapping[str, Any], ranges: Mapping[str, str]) -> None:
         if spec is not None and not in_range(value, spec):
             what = "null is not allowed" if value is None else f"{value!r} is out of range"
             raise ConfigError(f"{key}: {what}; expected a value in {spec}")
+
+
+def nonempty_for(problem_class: type) -> dict[str, str]:
+    """NONEMPTY plus the `nonempty_lists` of the problem's class hierarchy."""
+    merged = dict(NONEMPTY)
+    for klass in reversed(problem_class.__mro__):
+        merged.update(vars(klass).get("nonempty_lists", {}))
+    return merged
+
+
+def check_nonempty(flat: Mapping[str, Any], nonempty: Mapping[str, str]) -> None:
+    """Raise ConfigError naming the first key of `flat` that holds an empty list where one value is needed."""
+    for key, value in flat.items():
+        if key in nonempty and isinstance(value, (list, tuple)) and not value:
+            raise ConfigError(f"{key}: [] is empty; {nonempty[key]}")

@@ -4,6 +4,10 @@ skipped by a condition; from a file, a folder with <name>.ckpt, a previous targe
 folder; bad sources are one line naming the key and the file."""
 from __future__ import annotations
 
+import argparse
+import datetime
+import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -274,3 +278,116 @@ def test_a_hugging_face_upstream_trains_and_evaluates_frozen_through_the_cli(cli
     assert saved["upstream.frozen_weights_sha256"] == imported.upstream.weights_digest()
     assert json.loads((target / "pretrained" / "report.json").read_text())[0]["format"] == "huggingface"
     assert json.loads((target / "results" / "results.json").read_text())["test"]["checkpoint"] == "valid_best"
+
+
+KS_ONE_UPDATE = ["train.num_workers=0", "build_batch_sampler.batch_size=8", "build_dataset.max_secs=0.8",
+                 "build_downstream.name=probe", "--stop", "2", "train.total_steps=1", "train.eval_step=1", "train.save_step=1"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", ["loads_nothing", "prefix_matches_nothing"])
+def test_an_entry_that_would_load_nothing_is_refused_unless_it_says_so(cli, tmp_path, case):
+    if case == "loads_nothing":  # strict: false over names the downstream does not have
+        torch.save({"classifier.weight": torch.ones(3, 32)}, tmp_path / "source.pt")
+        entry, options = "downstream", ["pretrained.downstream.strict=false"]
+        refusal = f"error: pretrained.downstream: no tensor of {tmp_path / 'source.pt'} matches the module's keys (1 unexpected"
+    else:  # a prefix map that renames nothing
+        torch.save(Task(1).upstream.model.state_dict(), tmp_path / "source.pt")
+        entry, options = "upstream", ["pretrained.upstream.prefix={classifier.: head.}"]
+        refusal = f"error: pretrained.upstream.prefix: 'classifier.' matches no key in {tmp_path / 'source.pt'}"
+    args = ["run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+            f"pretrained.{entry}.source={tmp_path / 'source.pt'}", *options]
+    result = cli(*args)
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1].startswith(refusal), result.stderr
+    assert "allow_unmatched=true" in result.stderr and not (tmp_path / "exp" / "checkpoints" / "step-1.ckpt").exists()
+    result = cli(*args, f"pretrained.{entry}.allow_unmatched=true")
+    assert result.exit_code == 0, result.stderr
+    (report,) = json.loads((tmp_path / "exp" / "pretrained" / "report.json").read_text())
+    expected = 0 if case == "loads_nothing" else len(torch.load(tmp_path / "source.pt", weights_only=True))
+    assert report["name"] == entry and report["loaded"] == expected
+
+
+RANDOM_FROZEN = "upstream: the frozen wav2vec2 base upstream keeps its random initialisation"
+
+
+@pytest.mark.e2e
+def test_a_frozen_random_base_upstream_trains_with_a_warning(cli, tmp_path):
+    result = cli("run", "ks", "--target-dir", tmp_path / "base", "build_upstream.name=wav2vec2", *KS_ONE_UPDATE)
+    assert result.exit_code == 0, result.stderr
+    assert f"{RANDOM_FROZEN} (build_upstream.ssl.init_seed): no pretrained: entry loads it" in result.stderr
+    assert RANDOM_FROZEN in (tmp_path / "base" / "log.txt").read_text()
+    # a custom architecture (tests, experiments) is not warned about
+    result = cli("run", "ks", "--target-dir", tmp_path / "custom", "-c", TINY_YAML, *KS_ONE_UPDATE)
+    assert result.exit_code == 0 and "keeps its random initialisation" not in result.stderr
+
+
+UNREADABLE = {  # a file a weights-only load refuses: what the one line says it is (never "fairseq", nor a loader)
+    "empty": (lambda path: path.write_bytes(b""), "is empty (0 bytes)"),
+    "text": (lambda path: path.write_text("wav2vec2 weights: see the README\n"), "is a text file (it begins 'wav2vec2 weights"),
+    "pickle": (lambda path: torch.save({"saved": datetime.date(2026, 12, 4), "w": torch.ones(2)}, path),
+               "holds Python objects besides tensors (datetime.date), which speechrecipe does not unpickle"),
+    "truncated": (lambda path: path.write_bytes(save_bytes({"w": torch.ones(2)})[:300]), "is a damaged zip archive"),
+}
+
+
+def save_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_a_file_that_is_no_checkpoint_says_what_it_is_not_and_suggests_no_unpickling(cli, tmp_path, case):
+    make, what = UNREADABLE[case]
+    make(tmp_path / "weights.pt")
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+                 f"pretrained.upstream={tmp_path / 'weights.pt'}")
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 1 and line.startswith(f"error: pretrained.upstream: {tmp_path / 'weights.pt'} {what}"), line
+    assert "a state dict of tensors" in line
+    assert not any(word in result.stderr for word in ("fairseq", "weights_only=False", "trust"))
+    assert not list((tmp_path / "exp" / "checkpoints").glob("*.ckpt"))
+
+
+@pytest.mark.e2e
+def test_a_state_entry_that_is_no_tensor_is_one_line_naming_it(cli, tmp_path):
+    state = Task(1).upstream.model.state_dict()
+    state["encoder.feature_projection.projection.weight"] = "see the paper"
+    torch.save(state, tmp_path / "weights.pt")
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+                 f"pretrained.upstream={tmp_path / 'weights.pt'}")
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"error: pretrained.upstream: encoder.feature_projection.projection.weight is a str in {tmp_path / 'weights.pt'}, "
+        "not a tensor (and 0 more); give a state dict of tensors")
+
+
+@pytest.mark.e2e
+def test_a_fairseq_checkpoint_is_told_by_what_its_pickle_refers_to(cli, tmp_path):
+    if importlib.util.find_spec("fairseq") is not None:
+        pytest.skip("fairseq is installed: the file would be handed to it")
+    torch.save({"args": argparse.Namespace(arch="wav2vec2"), "model": {"w": torch.ones(2)}}, tmp_path / "fairseq.pt")
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", "-c", TINY_YAML, *KS_ONE_UPDATE,
+                 f"pretrained.upstream={tmp_path / 'fairseq.pt'}")
+    assert result.exit_code == 2 and "is a fairseq checkpoint; install fairseq to import it" in result.stderr
+
+
+@pytest.mark.parametrize("source, line", [
+    ("https://huggingface.co/facebook/wav2vec2-base/resolve/main/pytorch_model.bin",
+     "error: pretrained.upstream.source: https://huggingface.co/facebook/wav2vec2-base/resolve/main/pytorch_model.bin "
+     "is a URL; URLs and hub ids are not loaded: download the files first and give their path"),
+    ("facebook/wav2vec2-base", "error: pretrained.upstream.source: facebook/wav2vec2-base does not exist; if it is a hub id: "
+     "URLs and hub ids are not loaded, download the files first and give their path"),
+])
+def test_a_url_or_hub_id_source_says_it_is_not_downloaded_before_any_work(cli, tmp_path, source, line):
+    result = cli("run", "ks", "--target-dir", tmp_path / "exp", f"pretrained.upstream={source}")
+    assert result.exit_code == 2 and result.stderr.strip() == line
+    assert not (tmp_path / "exp").exists()
+
+
+def test_a_hook_or_condition_that_is_not_a_function_is_one_config_line_before_any_work(cli, tmp_path):
+    (tmp_path / "weights.pt").write_bytes(b"")
+    for option in ("hook", "condition"):
+        result = cli("config", "ks", f"pretrained.downstream.source={tmp_path / 'weights.pt'}", f"pretrained.downstream.{option}=os:sep")
+        assert result.exit_code == 2
+        assert result.stderr.strip() == f"error: pretrained.downstream.{option}: os:sep is a str, not a function; give module:function"

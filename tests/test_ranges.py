@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from speechrecipe.config import flatten
+from speechrecipe.config import flatten, load_config
 from speechrecipe.problems.asv import ASV
-from speechrecipe.ranges import RANGES, in_range, parse_range, ranges_for
+from speechrecipe.ranges import MAY_BE_EMPTY, NONEMPTY, RANGES, in_range, parse_range, ranges_for
+from speechrecipe.registry import PROBLEMS, resolve_problem
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -50,9 +51,57 @@ def test_a_plug_in_problem_declares_ranges_of_its_own_keys(cli, tmp_path, monkey
     (tmp_path / "plugin_ranges.py").write_text(
         "from speechrecipe.problems.asv import ASV\n"
         "class Narrow(ASV):\n"
-        "    value_ranges = {'train.total_steps': '[10, 100]'}\n")
+        "    value_ranges = {'train.total_steps': '[10, 100]'}\n"
+        "from speechrecipe.problems.ks import KeywordSpotting\n"
+        "class TopK(KeywordSpotting):\n"
+        "    nonempty_lists = {'evaluate.top_k': 'give at least one k'}\n")
     monkeypatch.chdir(tmp_path)
     result = cli("config", "plugin_ranges:Narrow", "train.total_steps=5")
     assert result.exit_code == 2
     assert "error: train.total_steps: 5 is out of range; expected a value in [10, 100]" in result.stderr
     assert ranges_for(ASV)["train.total_steps"] == "[1, inf)"
+    # and lists of its own that must not be empty
+    result = cli("config", "plugin_ranges:TopK", "evaluate.top_k=[]")
+    assert result.exit_code == 2 and "error: evaluate.top_k: [] is empty; give at least one k" in result.stderr
+
+
+def list_keys() -> dict[str, str]:
+    """Every list key of a built-in problem's merged config (its YAML over conf/trainer.yaml) → one such problem."""
+    found = {}
+    for name in PROBLEMS:
+        klass = resolve_problem(name)
+        for key, value in flatten(load_config(klass.config_path(), [], []), resolve=False).items():
+            if isinstance(value, list):
+                found.setdefault(key, name)
+    return found
+
+
+LIST_KEYS = list_keys()
+
+
+def test_every_list_key_says_whether_it_may_be_empty():
+    unclassified = sorted(set(LIST_KEYS) - set(NONEMPTY) - set(MAY_BE_EMPTY))
+    assert not unclassified, (f"list keys neither in NONEMPTY nor MAY_BE_EMPTY (speechrecipe/ranges.py): "
+                              f"{', '.join(unclassified)}")
+    assert not set(NONEMPTY) & set(MAY_BE_EMPTY)
+    assert set(NONEMPTY) | set(MAY_BE_EMPTY) <= set(LIST_KEYS), "a key no built-in problem's config has"
+
+
+@pytest.mark.parametrize("key", sorted(NONEMPTY))
+def test_an_empty_list_where_one_value_is_needed_is_one_line_naming_the_key(cli, key):
+    result = cli("config", LIST_KEYS[key], f"{key}=[]")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {key}: [] is empty; {NONEMPTY[key]}"
+
+
+def test_run_refuses_an_empty_tuning_grid_before_any_stage(cli, tmp_path):
+    # it used to prepare, train, then fail in stage 3 with "min() arg is an empty sequence"
+    for command in (["run"], ["run", "--dry-run"], ["stages"]):
+        result = cli(*command, "diarization", "--target-dir", tmp_path / "exp", "--cache-dir", tmp_path / "cache",
+                     "evaluate.tune.thresholds=[]")
+        assert result.exit_code == 2, command
+        assert "error: evaluate.tune.thresholds: [] is empty; give at least one threshold" in result.stderr
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "cache").exists()
+    # where [] means something, it passes
+    assert cli("config", "ks", "evaluate.top_k=[]").exit_code == 0
+

@@ -149,6 +149,8 @@ PROBLEMS = {
     "ks": ["build_batch_sampler.batch_size=8", "build_dataset.max_secs=0.8", "build_downstream.name=probe"],
     "asv": ["-c", str(FIXTURES / "tiny_asv.yaml"), "build_batch_sampler.batch_size=4"],
     "asr": ["-c", str(FIXTURES / "tiny_asr.yaml"), "build_downstream.subsample=1", "build_batch_sampler.max_batch_secs=8.0"],
+    # stage 3 tunes on dev once per set of weights, hashing the state dict: a frozen upstream's entry is a string
+    "diarization": ["-c", str(FIXTURES / "tiny_diarization.yaml"), "build_batch_sampler.batch_size=4"],
 }
 MODES = {"frozen": [], "finetuned": ["build_upstream.ssl.finetune=true", "build_upstream.ssl.finetune_after=2"]}
 

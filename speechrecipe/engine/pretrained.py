@@ -9,6 +9,7 @@ Each entry maps a loadable name to a source:
         checkpoint: valid_best                    #   target_dir (valid_best, last or step-N); a Hugging Face folder
         strict: false                             # false: load what fits and report missing/unexpected keys
         prefix: {"classifier.": "head."}          # rename source keys by prefix before loading
+        allow_unmatched: false                    # true: loading no tensor, or a prefix matching no key, is intended
         hook: mylab.loading:load_downstream       # load with hook(module, path) instead
         condition: true                           # false (or a module:function(conf) returning false) skips it
         format: auto                              # auto | speechrecipe | state_dict | huggingface | fairseq
@@ -24,6 +25,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENTRY_KEYS = ("source", "checkpoint", "strict", "prefix", "hook", "condition", "format")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")  # https://, s3://, hf://
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # owner/name, as Hugging Face and torch.hub name models
+ENTRY_KEYS = ("source", "checkpoint", "strict", "prefix", "hook", "condition", "format", "allow_unmatched")
 FORMATS = ("auto", "speechrecipe", "state_dict", "huggingface", "fairseq")
 SHOWN = 5  # keys shown per kind in a report line
 
@@ -56,6 +60,8 @@ class Entry:
     hook: str | None = None
     condition: Any = True
     format: str = "auto"
+    allow_unmatched: bool = False
+    written: str = ""  # the source as written (Path() folds a URL's "//")
 
 
 def parse(section: DictConfig | dict | None) -> list[Entry]:
@@ -74,15 +80,17 @@ def parse(section: DictConfig | dict | None) -> list[Entry]:
         entry = Entry(name=str(name), source=Path(str(value["source"])).expanduser(),
                       checkpoint=str(value.get("checkpoint", "valid_best")), strict=value.get("strict", True),
                       prefix=value.get("prefix") or {}, hook=value.get("hook"), condition=value.get("condition", True),
-                      format=str(value.get("format", "auto")))
+                      format=str(value.get("format", "auto")), allow_unmatched=value.get("allow_unmatched", False),
+                      written=str(value["source"]))
         _check(entry, key)
         entries.append(entry)
     return entries
 
 
 def _check(entry: Entry, key: str) -> None:
-    if not isinstance(entry.strict, bool):
-        raise ConfigError(f"{key}.strict: {entry.strict!r} must be true or false")
+    for option in ("strict", "allow_unmatched"):
+        if not isinstance(getattr(entry, option), bool):
+            raise ConfigError(f"{key}.{option}: {getattr(entry, option)!r} must be true or false")
     if entry.format not in FORMATS:
         raise ConfigError(f"{key}.format: {entry.format!r} is not one of {', '.join(FORMATS)}")
     if not isinstance(entry.prefix, dict) or not all(isinstance(v, str) for v in entry.prefix.values()):
@@ -96,10 +104,22 @@ def _check(entry: Entry, key: str) -> None:
 
 
 def check(section: DictConfig | None) -> None:
-    """Before any stage: the entries parse and their sources exist (unless skipped by a false condition)."""
+    """Before any stage: the entries parse, their sources exist and their hooks and conditions import as functions
+    (unless skipped by a false condition)."""
     for entry in parse(section):
-        if entry.condition is not False and not entry.source.exists():
-            raise ConfigError(f"pretrained.{entry.name}.source: {entry.source} does not exist")
+        if entry.condition is False:
+            continue
+        for option in ("hook", "condition"):
+            if isinstance(getattr(entry, option), str):
+                _import(getattr(entry, option), entry, option)
+        if not entry.source.exists():
+            key = f"pretrained.{entry.name}.source"
+            if _URL.match(entry.written):
+                raise ConfigError(f"{key}: {entry.written} is a URL; URLs and hub ids are not loaded: download the files "
+                                  "first and give their path")
+            hint = ("; if it is a hub id: URLs and hub ids are not loaded, download the files first and give their path"
+                    if _HUB_ID.fullmatch(str(entry.source)) else "")
+            raise ConfigError(f"{key}: {entry.source} does not exist{hint}")
 
 
 # ----- collect ---------------------------------------------------------------------------------
@@ -159,6 +179,7 @@ def apply(section: DictConfig | None, task: "nn.Module", into: Path, conf: DictC
     """Collect and load every entry into `task`; returns (and writes to into/report.json) what was loaded."""
     # the upstream first: a `model` saved with a frozen upstream is checked against the loaded one
     entries = sorted((e for e in parse(section) if _wanted(e, conf)), key=lambda e: e.name.split(".")[0] != "upstream")
+    _warn_random_frozen_upstreams(task, entries)
     if not entries:
         return []
     links = collect(entries, into)
@@ -168,6 +189,19 @@ def apply(section: DictConfig | None, task: "nn.Module", into: Path, conf: DictC
     if distributed.world().main:
         atomic_write_text(into / "report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _warn_random_frozen_upstreams(task: "nn.Module", entries: list[Entry]) -> None:
+    """A frozen base or large SSL upstream that no entry loads keeps its random initialisation: say so."""
+    from speechrecipe.nn.ssl_upstream import SSLUpstream
+
+    for path, module in task.named_modules():
+        if not isinstance(module, SSLUpstream) or module.size == "custom" or module.finetune_after is not None:
+            continue
+        if not any(e.name == "model" or f"{path}.".startswith(f"{e.name}.") or e.name.startswith(f"{path}.") for e in entries):
+            log.warning("%s: the frozen %s %s upstream keeps its random initialisation (build_upstream.ssl.init_seed): "
+                        "no pretrained: entry loads it; give pretrained.%s=<its weights>, or build_upstream.ssl.finetune=true "
+                        "to train it", path, module.kind, module.size, path)
 
 
 def _wanted(entry: Entry, conf: DictConfig | None) -> bool:
@@ -180,9 +214,13 @@ def _wanted(entry: Entry, conf: DictConfig | None) -> bool:
 def _import(spec: str, entry: Entry, option: str):
     module, _, name = spec.partition(":")
     try:
-        return getattr(importlib.import_module(module), name)
+        found = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
         raise ConfigError(f"pretrained.{entry.name}.{option}: cannot import {spec} ({err})") from None
+    if not callable(found):
+        raise ConfigError(f"pretrained.{entry.name}.{option}: {spec} is a {type(found).__name__}, not a function; "
+                          "give module:function")
+    return found
 
 
 def target_module(task: "nn.Module", name: str) -> "nn.Module":
@@ -205,6 +243,12 @@ def load_entry(entry: Entry, path: Path, task: "nn.Module") -> dict:
         log.info("pretrained.%s: loaded from %s by %s", entry.name, path, entry.hook)
         return {"name": entry.name, "source": str(path), "hook": entry.hook}
     state, module, kind = read_state(entry, path, module)
+    unused = [old for old in entry.prefix if not any(k.startswith(old) for k in state)]
+    if unused and not entry.allow_unmatched:
+        tops = ", ".join(sorted({k.split(".")[0] + "." for k in state})[:SHOWN]) or "no keys"
+        raise RunFailure(f"pretrained.{entry.name}.prefix: {unused[0]!r} matches no key in {path.resolve()} (its keys "
+                         f"start with {tops}); fix the prefix, or set pretrained.{entry.name}.allow_unmatched=true "
+                         "if that is intended")
     state = {_rename(k, entry.prefix): v for k, v in state.items()}
     report = transfer(state, module, entry, path.resolve())  # messages name the source, not the link
     report["format"] = kind
@@ -224,7 +268,7 @@ def read_state(entry: Entry, path: Path, module: "nn.Module") -> tuple[dict, "nn
 
     kind = entry.format
     if kind == "auto":
-        kind = "huggingface" if path.is_dir() else _sniff(path)
+        kind = "huggingface" if path.is_dir() else _sniff(path, entry)
     inner = module.model if isinstance(module, SSLUpstream) else None
     if kind == "huggingface":
         return _huggingface_state(path, entry), _need(inner, entry, kind), kind
@@ -249,14 +293,22 @@ def _need(inner, entry: Entry, kind: str):
     return inner
 
 
-def _sniff(path: Path) -> str:
+FAIRSEQ_MODULES = ("fairseq", "argparse", "omegaconf")  # what a fairseq checkpoint's pickle refers to (args, cfg)
+
+
+def _sniff(path: Path, entry: Entry) -> str:
+    """torch (a speechrecipe checkpoint or a state dict: told apart by its keys) or fairseq, told by what its pickle
+    refers to, read by opcode; anything else is refused naming what the file is not (nothing is unpickled)."""
     import torch
 
     try:
         torch.load(path, map_location="cpu", weights_only=True)
-        return "torch"  # a speechrecipe checkpoint or a state dict: told apart by its keys
-    except Exception:  # noqa: BLE001 - fairseq checkpoints hold argparse/omegaconf objects
+        return "torch"
+    except Exception:  # noqa: BLE001 - any failure: look at the file without unpickling it
+        pass
+    if any(name.split(".")[0] in FAIRSEQ_MODULES for name in _pickle_globals(path) or ()):
         return "fairseq"
+    raise RunFailure(_unreadable(path, entry))
 
 
 def _torch_load(path: Path, entry: Entry) -> Any:
@@ -264,8 +316,82 @@ def _torch_load(path: Path, entry: Entry) -> Any:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means the file cannot be used
-        raise RunFailure(f"pretrained.{entry.name}: {path} is not a readable torch file ({str(err).splitlines()[0][:160]})") from None
+    except Exception:  # noqa: BLE001 - any failure means the file cannot be used
+        raise RunFailure(_unreadable(path, entry)) from None
+
+
+def _unreadable(path: Path, entry: Entry) -> str:
+    """One line saying what a file a weights-only load refuses is not; it names no loader that would unpickle it
+    (torch's own message suggests weights_only=False)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    found = _pickle_globals(path)
+    if not head:
+        what = "is empty (0 bytes)"
+    elif found is None and head.startswith(b"PK\x03\x04"):
+        what = "is a damaged zip archive (truncated?), not a readable torch file"
+    elif found is None and _is_text(head):
+        what = f"is a text file (it begins {head.decode(errors='replace').splitlines()[0][:40]!r}), not a torch file"
+    elif found is None:
+        what = "is not a torch file (neither a torch.save zip archive nor a pickle)"
+    elif foreign := sorted(n for n in found if n.split(".")[0] not in ("torch", "collections", "builtins", "_codecs")):
+        what = (f"holds Python objects besides tensors ({', '.join(foreign[:3])}), which speechrecipe does not unpickle: "
+                "neither a speechrecipe checkpoint nor a state dict of tensors")
+    else:
+        what = "is a torch file that cannot be read (truncated or damaged)"
+    return (f"pretrained.{entry.name}: {path.resolve()} {what}; give a speechrecipe checkpoint, a state dict of tensors "
+            "(torch.save(module.state_dict())) or a Hugging Face model folder")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        return all(c.isprintable() or c.isspace() for c in head.decode())
+    except UnicodeDecodeError:  # (or a character cut at byte 64: binary enough)
+        return False
+
+
+def _pickle_globals(path: Path) -> set[str] | None:
+    """The `module.name`s a torch file's pickle refers to, read by opcode (nothing is imported or run); None
+    where it holds no pickle (a torch.save zip archive's data.pkl, or a legacy file's first pickles)."""
+    import io
+    import pickletools
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            if not pickles:
+                return None
+            stream = io.BytesIO(archive.read(pickles[0]))
+            return _globals_of(stream, pickletools, count=1)
+    with open(path, "rb") as f:
+        if f.read(1) != b"\x80":  # a pickle of protocol 2 or more starts with PROTO
+            return None
+        f.seek(0)
+        return _globals_of(f, pickletools, count=4)  # legacy torch.save: magic number, version, sys info, data
+
+
+def _globals_of(stream, pickletools, count: int) -> set[str] | None:
+    found: set[str] = set()
+    for _ in range(count):
+        recent: list = []  # the values pushed, strings only (enough for STACK_GLOBAL's module and name)
+        memo: dict = {}
+        try:
+            for op, arg, _pos in pickletools.genops(stream):
+                if op.name == "GLOBAL":
+                    found.add(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(recent) >= 2 and None not in recent[-2:]:
+                    found.add(f"{recent[-2]}.{recent[-1]}")
+                elif op.name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[len(memo) if op.name == "MEMOIZE" else arg] = recent[-1] if recent else None
+                    continue
+                recent.append(memo.get(arg) if op.name in ("GET", "BINGET", "LONG_BINGET")
+                              else arg if isinstance(arg, str) and "UNICODE" in op.name else None)
+                if op.name == "STOP":
+                    break
+        except Exception:  # noqa: BLE001 - not (or no longer) a pickle
+            return found or None
+    return found
 
 
 def _is_checkpoint(data: Any) -> bool:
@@ -315,6 +441,13 @@ def transfer(state: dict, module: "nn.Module", entry: Entry, path: Path) -> dict
     state = expand_references(state, module, f"pretrained.{entry.name}", path)
     with full_state_dict(module):
         own = module.state_dict()
+    import torch
+
+    not_tensors = [k for k in state if k in own and not torch.is_tensor(state[k])]
+    if not_tensors:
+        k = not_tensors[0]
+        raise RunFailure(f"pretrained.{entry.name}: {k} is a {type(state[k]).__name__} in {path}, not a tensor "
+                         f"(and {len(not_tensors) - 1} more); give a state dict of tensors")
     wrong_shape = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
     if wrong_shape:
         k = wrong_shape[0]
@@ -326,11 +459,13 @@ def transfer(state: dict, module: "nn.Module", entry: Entry, path: Path) -> dict
         kind, keys = ("missing", missing) if missing else ("unexpected", unexpected)
         raise RunFailure(f"pretrained.{entry.name}: {len(keys)} {kind} key(s) in {path}, e.g. {keys[0]}; "
                          f"set pretrained.{entry.name}.strict=false to load the rest, or map names with prefix")
-    import torch
-
+    loaded = len(state) - len(unexpected)
+    if loaded == 0 and not entry.allow_unmatched:
+        raise RunFailure(f"pretrained.{entry.name}: no tensor of {path} matches the module's keys ({_keys('unexpected', unexpected)}); "
+                         f"map names with prefix, or set pretrained.{entry.name}.allow_unmatched=true if loading nothing "
+                         "is intended")
     with torch.no_grad(), full_state_dict(module):
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-    loaded = len(state) - len(unexpected)
     log.info("pretrained.%s: %d tensors loaded from %s%s", entry.name, loaded, path,
              "" if entry.strict else f"; {_keys('missing', missing)}; {_keys('unexpected', unexpected)}")
     return {"name": entry.name, "source": str(path), "loaded": loaded, "missing": missing, "unexpected": unexpected}

@@ -77,6 +77,8 @@ class Problem(CorpusPreparation, TrainingStages, EvaluationStages):
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
     # ranges of numeric keys this problem adds to speechrecipe/ranges.py's table ({"train.foo": "[1, inf)"})
     value_ranges: ClassVar[dict[str, str]] = {}
+    # list keys this problem adds where an empty list means nothing ({"build_downstream.widths": "give one width"})
+    nonempty_lists: ClassVar[dict[str, str]] = {}
     cache_lease = None  # the runner's hold on the cache folder (engine/cache.py) while a run is on
     # {dotted key: allowed values}, checked before any stage; merged along the class hierarchy.
     choices: ClassVar[dict[str, tuple]] = {}

@@ -152,11 +152,7 @@ class SSLUpstream(nn.Module):
         tensors = list(self.model.state_dict().values())
         key = tuple((t.data_ptr(), t._version) for t in tensors)
         if self._digest_cache is None or self._digest_cache[0] != key:
-            hasher = hashlib.sha256()
-            for name, tensor in self.model.state_dict().items():
-                hasher.update(name.encode())
-                hasher.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            self._digest_cache = (key, hasher.hexdigest())
+            self._digest_cache = (key, state_digest(self.model.state_dict()))
         return self._digest_cache[1]
 
     # ----- forward --------------------------------------------------------------------------
@@ -212,6 +208,19 @@ class SSLUpstream(nn.Module):
                 x = block.layer_norm(x)
             x = nn.functional.gelu(x)
         return x.transpose(1, 2), lens
+
+
+def state_digest(state: dict) -> str:
+    """sha256 of a state dict: each entry's name, then a tensor's bytes (any dtype, bfloat16 too) or any other
+    value's repr (a frozen upstream's entry is its weights' digest string)."""
+    hasher = hashlib.sha256()
+    for name, value in state.items():
+        hasher.update(name.encode())
+        if isinstance(value, Tensor):
+            hasher.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            hasher.update(repr(value).encode())
+    return hasher.hexdigest()
 
 
 def _masked_layer_norm(wavs: Tensor, lens: Tensor) -> Tensor:

@@ -1,7 +1,6 @@
 """Speaker diarization with permutation-invariant training (diarization). Imports no torch at module level."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from functools import cached_property
@@ -251,10 +250,9 @@ class Diarization(Recipe):
     def tuned(self, task) -> dict[str, float]:
         """threshold and median_frames with the lowest DER on the dev split (never a test split), or the
         configured ones with evaluate.tune.apply false; computed once per set of weights."""
-        weights = hashlib.sha256()
-        for tensor in task.state_dict().values():
-            weights.update(tensor.detach().cpu().numpy().tobytes())
-        key = weights.hexdigest()
+        from speechrecipe.nn.ssl_upstream import state_digest
+
+        key = state_digest(task.state_dict())  # tensors and other entries alike (a frozen SSL upstream's digest)
         if self.__dict__.get("_tuned_for") != key:
             c = self.conf.evaluate
             grid = [(t, m) for t in c.tune.thresholds for m in c.tune.median_frames] if c.tune.apply else [(c.threshold, c.median_frames)]
