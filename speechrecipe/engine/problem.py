@@ -75,9 +75,9 @@ class Problem(CorpusPreparation, TrainingStages, EvaluationStages):
     default_config: ClassVar[str] = ""
     # prepare_data keys that do not change the prepared manifests (so not in the cache key).
     cache_ignored: ClassVar[tuple[str, ...]] = ("prepare_data.num_workers",)
-    # ranges of numeric keys this problem adds to speechrecipe/ranges.py's table ({"train.foo": "[1, inf)"})
+    # what this problem's own keys add to ranges.py's tables: ranges of numeric keys ({"train.foo": "[1, inf)"}),
+    # list keys where an empty list means nothing ({"build_downstream.widths": "give one width"})
     value_ranges: ClassVar[dict[str, str]] = {}
-    # list keys this problem adds where an empty list means nothing ({"build_downstream.widths": "give one width"})
     nonempty_lists: ClassVar[dict[str, str]] = {}
     cache_lease = None  # the runner's hold on the cache folder (engine/cache.py) while a run is on
     # {dotted key: allowed values}, checked before any stage; merged along the class hierarchy.
@@ -95,9 +95,7 @@ class Problem(CorpusPreparation, TrainingStages, EvaluationStages):
     engine_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: DictConfig, paths: ExperimentPaths, context: RunContext | None = None):
-        self.conf = config
-        self.paths = paths
-        self.context = context or RunContext()
+        self.conf, self.paths, self.context = config, paths, context or RunContext()
 
     @classmethod
     def stages(cls) -> list[Stage]:
