@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechrecipe.engine.context import RunContext
 from speechrecipe.engine.paths import ExperimentPaths
-from speechrecipe.engine.stages import ROLES, Stage, stage  # noqa: F401 - the contract's names, for problems
+from speechrecipe.engine.stages import ROLES, TRAIN_IGNORED, TRAIN_RESUME_SAFE, Stage, stage  # noqa: F401 - for problems
 from speechrecipe.engine.evaluation import EvaluationStages
 from speechrecipe.engine.preparation import CorpusPreparation
 from speechrecipe.engine.training import TrainingStages

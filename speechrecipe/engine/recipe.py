@@ -13,30 +13,10 @@ from typing import ClassVar
 
 from speechrecipe.config import ALL
 from speechrecipe.engine.problem import Problem
-from speechrecipe.engine.stages import Stage, stage
+from speechrecipe.engine.stages import RUNTIME_KEYS, TRAIN_RESUME_SAFE, Stage, stage
 
-# Keys that change no number a run produces (speed, logging, where to resume from, when to validate and
-# save and which checkpoint to keep: the weights of every step stay the same). No stage depends on them.
-RUNTIME_KEYS = (
-    "prepare_data.num_workers",
-    "train.num_workers",
-    "train.prefetch_batches",
-    "train.log_step",
-    "train.tensorboard",
-    "train.eval_step",
-    "train.save_step",
-    "train.keep_num_ckpts",
-    "train.auto_resume",
-    "train.resume_ckpt_dir",
-    "train.valid_metric",
-    "train.valid_higher_better",
-    "train.max_nonfinite_updates",
-    "train.find_unused_parameters",
-)
 # Keys outside `evaluate:` that only validation and stage 3 read: training does not depend on them.
 EVALUATION_KEYS = ("build_batch_sampler.eval_batch_secs",)
-# Keys that may change while training continues from the latest checkpoint.
-TRAIN_RESUME_SAFE = ("train.total_steps",)
 TEST_CKPT_STEPS = "evaluate.test_ckpt_steps"
 
 

@@ -5,6 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+# Keys that change no number a run produces (speed, logging, where to resume from, when to validate and
+# save and which checkpoint to keep: the weights of every step stay the same). No stage depends on them.
+RUNTIME_KEYS = (
+    "prepare_data.num_workers",
+    "train.num_workers",
+    "train.prefetch_batches",
+    "train.log_step",
+    "train.tensorboard",
+    "train.eval_step",
+    "train.save_step",
+    "train.keep_num_ckpts",
+    "train.auto_resume",
+    "train.resume_ckpt_dir",
+    "train.valid_metric",
+    "train.valid_higher_better",
+    "train.max_nonfinite_updates",
+    "train.find_unused_parameters",
+)
+# Keys that may change while training continues from the latest checkpoint.
+TRAIN_RESUME_SAFE = ("train.total_steps",)
+TRAIN_IGNORED = RUNTIME_KEYS  # its name in plug-ins written before the standard stages (engine/recipe.py)
+
 
 @dataclass(frozen=True)
 class Stage:
