@@ -17,7 +17,6 @@ from speechrecipe.engine.stages import RUNTIME_KEYS, TRAIN_RESUME_SAFE, Stage, s
 
 # Keys outside `evaluate:` that only validation and stage 3 read: training does not depend on them.
 EVALUATION_KEYS = ("build_batch_sampler.eval_batch_secs",)
-TEST_CKPT_STEPS = "evaluate.test_ckpt_steps"
 
 
 class PreparesCorpus(Problem):
@@ -30,7 +29,8 @@ class PreparesCorpus(Problem):
 
 
 class Recipe(PreparesCorpus):
-    """A training problem: the five standard stages, each one call to a shared body (engine/problem.py)."""
+    """A training problem: the five standard stages, each one call to a shared body (Problem's mixins:
+    engine/preparation.py, training.py, evaluation.py)."""
 
     encoder_name: ClassVar[str] = "encoder"  # stage 1 is "build <name>", fed by the section build_<name>
     encoder_reads: ClassVar[tuple[str, ...]] = ("train.jsonl",)  # prepared files stage 1 reads
