@@ -69,6 +69,19 @@ def _checked_problem(klass: type, conf: DictConfig, paths: Optional[ExperimentPa
     return problem
 
 
+def _command_line(command: str, problem: str, overrides: Optional[List[str]], config: Optional[List[Path]], **options) -> str:
+    """The command as one would type it again: the options given (those not at their defaults) and overrides."""
+    import shlex
+
+    defaults = {"start": 0, "device": "auto"}
+    words = ["speechrecipe", command, problem]
+    for name, value in options.items():
+        if value is not None and defaults.get(name) != value:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    words += [w for path in config or [] for w in ("-c", str(path))] + list(overrides or [])
+    return shlex.join(words)
+
+
 @app.command("list")
 def list_problems() -> None:
     """Every problem with a one-line description."""
@@ -152,7 +165,9 @@ def run(
         target = target_dir or Path("exp") / klass.conf_name
         paths = experiment_paths(klass, conf, target, cache_dir or default_cache_dir())
         log_file = paths.log
-        context = RunContext(device=device, num_workers=num_workers, force=force, redo=redo)
+        command = _command_line("run", problem, start=start, stop=stop, target_dir=target_dir, cache_dir=cache_dir,
+                                config=config, device=device, num_workers=num_workers, redo=redo, overrides=overrides)
+        context = RunContext(device=device, num_workers=num_workers, force=force, redo=redo, command=command)
         runner = Runner(_checked_problem(klass, conf, paths, context))
         last = runner.stages[-1].number if stop is None else stop
         runner.check_range(start, last)
@@ -188,6 +203,50 @@ def compare(
     try:
         typer.echo(compare_runs(target_dirs, format))
     except SpeechRecipeError as err:
+        _fail(err, False)
+
+
+@app.command()
+def infer(
+    path: Path = typer.Argument(..., help="A target_dir of a finished run, or a bundle from `speechrecipe export`."),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Audio files, folders, or @list.txt (paths relative to the list's folder)."),
+    checkpoint: str = typer.Option("valid_best", help="valid_best, last or step-N."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The TSV (or RTTM) to write; default: standard output."),
+    trials: Optional[Path] = typer.Option(None, help="asv: `enroll test` (or `label enroll test`) lines to score."),
+    root: Optional[Path] = typer.Option(None, help="The folder --trials paths are relative to (default: the trial file's)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    problem: Optional[str] = typer.Option(None, help="The problem, for a target_dir from before experiment.json was kept."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Full tracebacks on the console."),
+) -> None:
+    """Classify, embed, transcribe or diarize new audio with a trained model: a TSV (or RTTM) of its outputs."""
+    from speechrecipe.engine.logs import setup_console
+
+    setup_console(verbose)
+    try:
+        from speechrecipe.inference.infer import run_infer
+        from speechrecipe.validate import check_device
+
+        check_device(device)
+        run_infer(path, list(inputs or []), checkpoint, output, trials, root, device, problem)
+    except Exception as err:  # noqa: BLE001 - one line, whatever failed
+        _fail(err, verbose)
+
+
+@app.command()
+def export(
+    path: Path = typer.Argument(..., help="The target_dir of a finished run."),
+    output: Path = typer.Option(..., "--output", "-o", help="The bundle folder to create (it must not exist)."),
+    checkpoint: str = typer.Option("valid_best", help="valid_best, last or step-N."),
+) -> None:
+    """A self-contained folder of one trained model: weights, encoder, config, results, model card, digests."""
+    from speechrecipe.engine.logs import setup_console
+
+    setup_console(False)
+    try:
+        from speechrecipe.inference.bundle import export_bundle
+
+        typer.echo(f"bundle written to {export_bundle(path, output, checkpoint)}")
+    except Exception as err:  # noqa: BLE001 - one line, whatever failed
         _fail(err, False)
 
 

@@ -72,3 +72,17 @@ def _checked(spec: str, module, class_name: str):
     if not klass.conf_name:
         raise ConfigError(f"problem '{spec}': {class_name} sets no conf_name (its name in cache_dir and exp/)")
     return klass
+
+
+def problem_spec(klass: type) -> str:
+    """The name `resolve_problem` takes back for `klass`: its built-in name, its file's path:Class for a problem
+    imported from a file, else module:Class (what target_dir/experiment.json records)."""
+    target = f"{klass.__module__}:{klass.__qualname__}"
+    for name, builtin in PROBLEMS.items():
+        if builtin == target:
+            return name
+    if klass.__module__.startswith("speechrecipe_user_"):
+        import inspect
+
+        return f"{inspect.getfile(klass)}:{klass.__qualname__}"
+    return target

@@ -274,7 +274,7 @@ def test_asr_stages_0_to_4_learn_and_write_every_output(cli, tmp_path, one_threa
     arpa = write_uniform_arpa(tmp_path / "lm.arpa", words)
     result = cli("run", "asr", "--start", "3", "--target-dir", trained, *common, f"evaluate.lm.path={arpa}")
     assert result.exit_code == 0, result.stderr
-    assert (trained / "evaluation" / "lexicon.txt").read_text().startswith("A A |\n")
+    assert (trained / "lexicon.txt").read_text().startswith("A A |\n")
     hyps = (trained / "evaluation" / "valid_best" / "test-clean.lm.hyp").read_text().split()
     assert set(hyps) - test_ids <= set(words)
     assert "lm_wer" in json.loads((trained / "results" / "results.json").read_text())["test-clean"]

@@ -32,7 +32,12 @@ def write_tsv(path: str | Path, rows: Iterable[Iterable], header: Iterable[str] 
     lines = rows if header is None else itertools.chain([header], rows)
     with atomic_open(path, newline="") as handle:
         for row in lines:
-            handle.write("\t".join(map(_field, row)) + "\n")
+            handle.write(tsv_line(row))
+
+
+def tsv_line(row: Iterable) -> str:
+    """One row as write_tsv writes it, with its line break."""
+    return "\t".join(map(_field, row)) + "\n"
 
 
 def read_tsv(path: str | Path, skip_header: bool = False) -> Iterator[tuple[int, list[str]]]:

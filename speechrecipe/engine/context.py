@@ -12,3 +12,4 @@ class RunContext:
     num_workers: int | None = None  # None: the config's train.num_workers
     force: bool = False
     redo: int | None = None  # --redo N: stage N runs again from scratch
+    command: str = ""  # the command line of this run, as a user would type it again (experiment.json keeps it)

@@ -20,6 +20,11 @@ class ExperimentPaths:
         return self.target_dir / "config.yaml"
 
     @property
+    def experiment(self) -> Path:
+        """Which problem made this folder, and the command: what `speechrecipe.load` and `export` read."""
+        return self.target_dir / "experiment.json"
+
+    @property
     def log(self) -> Path:
         return self.target_dir / "log.txt"
 

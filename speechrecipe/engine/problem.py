@@ -86,6 +86,8 @@ class Problem(CorpusPreparation, TrainingStages, EvaluationStages):
     metric: ClassVar[str] = ""
     higher_better: ClassVar[bool] = False
     results_title: ClassVar[str] = "Results"
+    # what `speechrecipe.load` returns for a trained model ("module:Class", speechrecipe/inference/models.py); "": none
+    inference: ClassVar[str] = ""
     stage_texts: ClassVar[dict[int, str]] = {}  # {stage number: what it does in this problem}, merged along the hierarchy
     # config keys that only name or define test sets (training does not depend on them)
     test_set_keys: ClassVar[tuple[str, ...]] = ()

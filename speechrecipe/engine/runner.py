@@ -287,6 +287,7 @@ class Runner:
         for line in self.config_diff():
             log.info("%s", line)
         cfglib.save_config(self.conf, self.paths.config)
+        self.save_experiment()
         for item in plan:
             if item.action == "skip":
                 log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
@@ -297,6 +298,17 @@ class Runner:
                          item.stage.number, item.stage.name)
             elif item.action == "run":
                 self.run_one(item.stage)
+
+    def save_experiment(self) -> None:
+        """target_dir/experiment.json: the problem (as `run` takes it) and the command of every run into it."""
+        import sys
+
+        from speechrecipe.registry import problem_spec
+
+        command = self.problem.context.command or " ".join(sys.argv)
+        saved = json.loads(self.paths.experiment.read_text()) if self.paths.experiment.is_file() else {}
+        commands = [c for c in saved.get("commands", []) if c != command] + [command]
+        atomic_write_json(self.paths.experiment, {"problem": problem_spec(type(self.problem)), "commands": commands})
 
     def run_one(self, stage: Stage) -> None:
         redo = self.problem.context.redo == stage.number

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOKENIZER = "tokenizer.json"
-LEXICON = "lexicon.txt"  # in evaluation/: the LM decoder's words, spelled in tokens
+LEXICON = "lexicon.txt"  # in target_dir (stage 3 writes it; `load` reads it): the LM decoder's words, spelled in tokens
 
 
 class ASR(Recipe):
@@ -28,6 +28,7 @@ class ASR(Recipe):
     description = "speech recognition on LibriSpeech: CTC (BiLSTM/Conformer), greedy and prefix beam search, WER/CER"
 
     metric, higher_better, results_title = "beam_wer", False, "Speech recognition results (CTC)"
+    inference = "speechrecipe.inference.models:Transcriber"
     choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
                "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
                "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
@@ -54,7 +55,7 @@ class ASR(Recipe):
 
             rows = read_jsonl(self.paths.manifest("train"))
             words = (w for r in rows for w in r["transcript"].split())
-            write_lexicon(self.paths.evaluation / LEXICON, words, self.load_encoder())
+            write_lexicon(self.paths.artifact(LEXICON), words, self.load_encoder())
         return super().evaluate_checkpoints()
 
     # ----- hooks ---------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class ASR(Recipe):
         if conf.lm.path and "lm" in names:
             from speechrecipe.decoding.lm import build_lm_decoder
 
-            lexicon = Path(conf.lm.lexicon).expanduser() if conf.lm.lexicon else self.paths.evaluation / LEXICON
+            lexicon = Path(conf.lm.lexicon).expanduser() if conf.lm.lexicon else self.paths.artifact(LEXICON)
             decoders["lm"] = build_lm_decoder(tokenizer, Path(conf.lm.path).expanduser(), lexicon, conf.lm.weight,
                                               conf.lm.word_score, conf.lm.beam_size)
         return {name: decode for name, decode in decoders.items() if name in names}

@@ -30,6 +30,7 @@ class ASV(Recipe):
     description = "speaker verification on VoxCeleb1: x-vector/ECAPA embeddings, cosine scoring, EER and minDCF"
 
     metric, higher_better, results_title = "eer", False, "Speaker verification results"
+    inference = "speechrecipe.inference.models:SpeakerEmbedder"
     choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("xvector", "ecapa"),
                "build_task.loss": ("softmax", "amsoftmax", "aamsoftmax"), "evaluate.score_norm": ("none", "asnorm"),
                "prepare_data.check_audio": ("full", "header"), "build_dataset.crop_mode": ("fixed", "max")}
@@ -181,6 +182,7 @@ class ASV(Recipe):
         scores = cosine_scores(table, trials.enroll, trials.test)
         if split != "valid" and self.conf.evaluate.score_norm == "asnorm":
             cohort = self.cohort_embeddings(task)
+            self.keep_cohort(task, cohort)
             scores = as_norm(scores, table, trials.enroll, trials.test, cohort, self.conf.evaluate.asnorm_top_n)
         labels = trials.labels
         if scores_path is not None:  # the metrics of the scores as written (6 decimals): what stage 4 resamples
@@ -206,6 +208,16 @@ class ASV(Recipe):
             for utt, emb in zip(out["ids"], F.normalize(out["embeddings"].float(), dim=1)):
                 sums[speaker[utt]] = sums.get(speaker[utt], 0) + emb
         return torch.stack([sums[s] for s in sorted(sums)])
+
+    def keep_cohort(self, task, cohort: "torch.Tensor") -> None:
+        """target_dir/inference/<weights>.cohort.pt: the AS-norm cohort `speechrecipe.load` scores with."""
+        from speechrecipe.engine.checkpoint import save_atomic
+        from speechrecipe.inference.source import inference_file
+        from speechrecipe.nn.ssl_upstream import state_digest
+
+        path = inference_file(self.paths.target_dir, state_digest(task.state_dict()), ".cohort.pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_atomic({"cohort": cohort, "top_n": int(self.conf.evaluate.asnorm_top_n)}, path)
 
     def unit_statistics(self, record: dict):
         """A stage-3 result's trials as speakers to resample (the test manifest names each utterance's speaker)."""

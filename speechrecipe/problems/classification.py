@@ -32,6 +32,7 @@ class UtteranceClassification(Recipe):
     """Classify whole utterances: pooled upstream features, one linear head per label field."""
 
     metric, higher_better, results_title = "accuracy", True, "Utterance classification results"
+    inference = "speechrecipe.inference.models:Classifier"
     report_balanced_accuracy = False  # also balanced accuracy (mean per-class recall) in validation and results
     choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.name": ("probe",),  # nn/classifiers.py
                "build_downstream.probe.pooling": ("mean", "stats", "attentive"), "prepare_data.check_audio": ("full", "header")}

@@ -31,6 +31,7 @@ class Diarization(Recipe):
     conf_name = "diarization"
     description = "speaker diarization on Kaldi data dirs (LibriMix): PIT BiLSTM/Conformer, chunk stitching, DER"
     metric, higher_better, results_title = "der", False, "Speaker diarization results"
+    inference = "speechrecipe.inference.models:Diarizer"
     choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
                "prepare_data.check_audio": ("full", "header")}
 
@@ -214,14 +215,19 @@ class Diarization(Recipe):
 
     def diarize(self, task, split: str) -> dict[str, "np.ndarray"]:
         """{recording: speaker probabilities [frames, num_speakers]} of a split, by overlapping chunks."""
+        from speechrecipe.data.manifest import read_jsonl
+
+        return self.diarize_rows(task, read_jsonl(self.paths.manifest(split)), split)
+
+    def diarize_rows(self, task, rows: list[dict], split: str) -> dict[str, "np.ndarray"]:
+        """diarize() of manifest rows ({"id", "path", "sample_rate", "duration"}): `infer` calls it too."""
         from speechrecipe.data.dataset import ManifestDataset
         from speechrecipe.data.diarization_chunks import RecordingChunks
-        from speechrecipe.data.manifest import read_jsonl
         from speechrecipe.tasks.diarization import plan_chunks, stitch
 
         grid, c = self.frame_grid, self.conf.evaluate
         chunk, overlap = int(c.chunk_secs * grid.sample_rate), int(c.chunk_overlap_secs * grid.sample_rate)
-        rows, chunks = read_jsonl(self.paths.manifest(split)), []
+        rows, chunks = [dict(row) for row in rows], []
         for row in rows:
             row["samples"] = int(round(row["duration"] * grid.sample_rate))
             row["starts"] = plan_chunks(row["samples"], chunk, overlap, grid.hop_samples)
@@ -261,7 +267,17 @@ class Diarization(Recipe):
             der, threshold, median = min(scored, key=lambda s: s[0])
             log.info("dev split: threshold %.2f, median filter %d frames (DER %.2f %%)", threshold, median, 100 * der)
             self._tuned_for, self._tuned = key, {"threshold": float(threshold), "median_frames": int(median), "dev_der": der}
+            self.keep_for_inference(key, self._tuned)
         return self._tuned
+
+    def keep_for_inference(self, weights: str, tuned: dict) -> None:
+        """target_dir/inference/<weights>.json: the post-processing `speechrecipe.load` applies to these weights."""
+        from speechrecipe.fileio import atomic_write_json
+        from speechrecipe.inference.source import inference_file
+
+        path = inference_file(self.paths.target_dir, weights, ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, tuned)
 
     def defined_on_dev(self, metrics: dict) -> dict:
         """Validation and tuning metrics, or a DataError where the dev split's DER is undefined (nothing to
