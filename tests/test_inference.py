@@ -205,6 +205,20 @@ def test_asv_scores_trials_as_stage_3_and_the_bundle_too(cli, trained, tmp_path)
     bundled = speechrecipe.load(bundle)
     assert np.allclose(bundled.embed(str(wavs[1])).numpy(), embeddings[1], atol=1e-5)
 
+    # AS-norm: the cohort stage 3 embedded travels with the model (target_dir/inference/, then the bundle)
+    asnorm = [*RUNS["asv"], *SHORT, "evaluate.score_norm=asnorm", "evaluate.asnorm_top_n=5"]
+    result = cli("run", "asv", "--start", "3", "--target-dir", target, "--cache-dir", cache, *asnorm)
+    assert result.exit_code == 0, result.stderr
+    stage3 = {(e, t): float(s) for e, t, s, _ in read_table(target / "evaluation" / "valid_best" / "voxceleb1_o.scores")}
+    bundle = tmp_path / "bundle-asnorm"
+    assert cli("export", target, "--output", bundle).exit_code == 0 and list((bundle / "inference").glob("*.cohort.pt"))
+    for source in (target, bundle):
+        result = cli("infer", source, "--trials", MINI_VOX / "veri_test2.txt", "--root", MINI_VOX / "wav", "--output", out)
+        assert result.exit_code == 0, result.stderr
+        for label, enroll, test, score in read_table(out)[1:]:
+            key = (str(Path(enroll).with_suffix("")), str(Path(test).with_suffix("")))
+            assert abs(float(score) - stage3[key]) <= 1e-5
+
 
 @pytest.mark.e2e
 def test_bad_inputs_get_one_line_each(cli, trained, tmp_path):
@@ -254,3 +268,31 @@ def test_import_speechrecipe_stays_light():
 
     code = "import sys, speechrecipe; assert callable(speechrecipe.load); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.e2e
+def test_a_bundle_holds_a_frozen_ssl_upstream_loaded_from_a_file(cli, tmp_path):
+    """The checkpoints of a frozen upstream hold only its digest; the bundle holds its weights, so it loads with
+    the `pretrained:` file, the target_dir and the cache gone."""
+    import torch
+
+    from speechrecipe.engine.checkpoint import load as load_checkpoint
+    from speechrecipe.nn.ssl_upstream import SSLUpstream
+    from omegaconf import OmegaConf
+
+    tiny = OmegaConf.to_container(OmegaConf.load(FIXTURES / "tiny_wav2vec2.yaml").build_upstream.ssl.conf)
+    source = tmp_path / "upstream.pt"
+    torch.save(SSLUpstream("wav2vec2", "custom", tiny, init_seed=7).model.state_dict(), source)
+    target, cache = tmp_path / "exp", tmp_path / "cache"
+    result = cli("run", "ks", "--target-dir", target, "--cache-dir", cache, "-c", FIXTURES / "tiny_wav2vec2.yaml",
+                 f"pretrained.upstream={source}", *SHORT)
+    assert result.exit_code == 0, result.stderr
+    assert not any(k.startswith("upstream.model.") for k in load_checkpoint(target / "checkpoints" / "valid_best.ckpt")["model"])
+    test_set, rows = first_test_set(target, cache)
+    expected = stage3_outputs("ks", target, test_set, rows)
+    bundle = tmp_path / "bundle"
+    assert cli("export", target, "--output", bundle).exit_code == 0
+    assert any(k.startswith("upstream.model.") for k in load_checkpoint(bundle / "model.ckpt")["model"])
+    for path in (target, cache / "ks", source, tmp_path / "exp" / "pretrained"):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    assert infer_outputs("ks", run_infer(cli, bundle, rows, tmp_path, "out", "ks")) == expected

@@ -35,6 +35,9 @@ class EvaluationStages:
         if not dataset.rows:
             raise DataError(f"{self.paths.manifest(split)} holds no utterances; "
                             f"see the counts in {self.paths.cache / 'summary.json'}")
+        # one order whatever order the rows came in (stage 3's manifest, `infer`'s inputs): the same audio makes
+        # the same batches, so the same numbers
+        dataset.rows.sort(key=lambda row: (row.get("path", ""), int(row.get("start", 0)), row["id"]))
         loader = self.eval_loader(dataset, self.conf.build_batch_sampler.eval_batch_secs)
         return collect(step or task.test_step, loader, device, f"{desc} {split}")
 

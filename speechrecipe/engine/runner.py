@@ -55,6 +55,7 @@ class Runner:
         self.stages = problem.stages()
         self._digests: dict[tuple, str] = {}
         self._training = False  # inside the training stage (torchrun: every rank is in it)
+        self._command_saved = False  # experiment.json has this run's command
 
     def digest(self, path: Path) -> str:
         """sha256 of a file, computed once per version (path, size, mtime) during this run:
@@ -287,7 +288,6 @@ class Runner:
         for line in self.config_diff():
             log.info("%s", line)
         cfglib.save_config(self.conf, self.paths.config)
-        self.save_experiment()
         for item in plan:
             if item.action == "skip":
                 log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
@@ -300,7 +300,7 @@ class Runner:
                 self.run_one(item.stage)
 
     def save_experiment(self) -> None:
-        """target_dir/experiment.json: the problem (as `run` takes it) and the command of every run into it."""
+        """target_dir/experiment.json: the problem (as `run` takes it) and the command of every run that ran a stage."""
         import sys
 
         from speechrecipe.registry import problem_spec
@@ -311,6 +311,9 @@ class Runner:
         atomic_write_json(self.paths.experiment, {"problem": problem_spec(type(self.problem)), "commands": commands})
 
     def run_one(self, stage: Stage) -> None:
+        if not self._command_saved:  # a run that only skips done stages leaves experiment.json as it was
+            self.save_experiment()
+            self._command_saved = True
         redo = self.problem.context.redo == stage.number
         state = StageState("stale", ["--redo: from scratch"]) if redo else self.state(stage)
         if state.status == "stale":

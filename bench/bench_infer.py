@@ -1,0 +1,120 @@
+"""Inference real-time factor of `speechrecipe.load(...)` against a bare loop over the same model (issue 26).
+
+    .venv/bin/python bench/bench_infer.py --threads 1 2 --rounds 3
+
+For each problem, a target_dir with the DEFAULT model (conf/<problem>.yaml; 2 updates: speed does not depend
+on the weights) is trained on its bundled mini corpus (once, under --work), then its test-set audio is run:
+- speechrecipe: `model.run_rows(rows)`: the problem's evaluation loop (length-sorted padded batches of
+  build_batch_sampler.eval_batch_secs, the problem's output post-processing: softmax, decoding, stitching);
+- bare: the same task module on one file at a time (read with soundfile, no padding, no batching), with
+  the same output step (test_step, decoding for asr, the chunk loop for diarization skipped: one pass
+  over the whole recording).
+Audio reading is in both. Each round times both, alternating; the median round is kept. The RTF is
+processing seconds per second of audio; `bare / speechrecipe` ≥ 1 means speechrecipe is faster.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROBLEMS = {  # problem: overrides that make a 2-update default run
+    "asv": [],
+    "ks": [],
+    "sid": [],
+    "intent": [],
+    "asr": [],
+    "diarization": ["evaluate.tune.apply=false", "prepare_data.check_audio=header"],
+}
+TRAIN = ["train.total_steps=2", "train.eval_step=2", "train.save_step=2", "train.log_step=1", "train.num_workers=0"]
+
+
+def trained(problem: str, work: Path) -> Path:
+    target = work / problem
+    if not (target / "checkpoints" / "valid_best.ckpt").is_file():
+        subprocess.run([sys.executable, "-m", "speechrecipe", "run", problem, "--stop", "2", "--target-dir", str(target),
+                        "--cache-dir", str(work / "cache"), *TRAIN, *PROBLEMS[problem]], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return target
+
+
+def test_rows(work: Path, problem: str) -> list[dict]:
+    from speechrecipe.data.manifest import read_jsonl
+
+    manifest = sorted((work / "cache" / problem).glob("*/test_*.jsonl"))[0]
+    return [row for row in read_jsonl(manifest) if "start" not in row]
+
+
+def bare_loop(model, rows: list[dict]) -> None:
+    """One file at a time through the same task: read, forward, the problem's output step."""
+    import torch
+
+    from speechrecipe.data.audio import read_audio
+
+    from speechrecipe.inference.models import Classifier, Transcriber
+    from speechrecipe.tasks.asr import decode_batch
+
+    task, rate = model.task, model.sample_rate
+    with torch.inference_mode():
+        for row in rows:
+            wav = read_audio(row["path"], sample_rate=rate)[None]
+            batch = {"ids": [row["id"]], "wavs": wav, "wav_lens": torch.tensor([wav.shape[1]])}
+            if isinstance(model, Classifier):
+                [torch.softmax(x, -1) for x in task.logits(wav, batch["wav_lens"])]
+            elif isinstance(model, Transcriber):
+                decode_batch(task.test_step(batch), model.decoders)
+            else:
+                task.test_step(batch)
+
+
+def measure(problem: str, work: Path, threads: int, rounds: int) -> dict:
+    import torch
+
+    import speechrecipe
+
+    torch.set_num_threads(threads)
+    model = speechrecipe.load(work / problem)
+    rows = test_rows(work, problem)
+    audio = sum(float(row["duration"]) for row in rows)
+    model.run_rows(rows[:2]), bare_loop(model, rows[:2])  # warm-up
+    ours, bare = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        model.run_rows(rows)
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        bare_loop(model, rows)
+        bare.append(time.perf_counter() - start)
+    ours_s, bare_s = statistics.median(ours), statistics.median(bare)
+    return {"problem": problem, "threads": threads, "files": len(rows), "audio_s": round(audio, 1),
+            "rtf_speechrecipe": ours_s / audio, "rtf_bare": bare_s / audio, "bare_over_speechrecipe": bare_s / ours_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench_infer"))
+    args = parser.parse_args()
+    import logging
+
+    logging.disable(logging.WARNING)
+    print("| problem | threads | files | audio (s) | RTF speechrecipe | RTF bare loop | bare / speechrecipe |")
+    print("|---|---|---|---|---|---|---|")
+    for problem in args.problems:
+        trained(problem, args.work)
+        for threads in args.threads:
+            r = measure(problem, args.work, threads, args.rounds)
+            print(f"| {problem} | {threads} | {r['files']} | {r['audio_s']} | {r['rtf_speechrecipe']:.4f} | "
+                  f"{r['rtf_bare']:.4f} | {r['bare_over_speechrecipe']:.2f} |", flush=True)
+            with open(args.work / "results.jsonl", "a") as handle:
+                handle.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
