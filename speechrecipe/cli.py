@@ -21,6 +21,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Staged speec
 
 ConfigFiles = typer.Option(None, "--config", "-c", help="Config overlay(s), applied in order.")
 Overrides = typer.Argument(None, help="key=value overrides, e.g. train.total_steps=2000")
+Start = typer.Option(0, help="First stage to run.")
+Stop = typer.Option(None, help="Last stage to run (default: the last).")
+Device = typer.Option("auto", help="auto, cpu or cuda.")
+NumWorkers = typer.Option(None, help="DataLoader workers (default: the config's train.num_workers).")
+Verbose = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks on the console.")
 
 
 def default_cache_dir() -> Path:
@@ -135,19 +140,19 @@ def show_config(problem: str, config: Optional[List[Path]] = ConfigFiles, overri
 def run(
     problem: str,
     overrides: Optional[List[str]] = Overrides,
-    start: int = typer.Option(0, help="First stage to run."),
-    stop: Optional[int] = typer.Option(None, help="Last stage to run (default: the last)."),
+    start: int = Start,
+    stop: Optional[int] = Stop,
     target_dir: Optional[Path] = typer.Option(None, help="Experiment folder (default exp/<problem>)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Prepared-data cache (default $SPEECHRECIPE_CACHE_DIR or ~/.cache/speechrecipe)."),
     config: Optional[List[Path]] = ConfigFiles,
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    num_workers: Optional[int] = typer.Option(None, help="DataLoader workers (default: the config's train.num_workers)."),
+    device: str = Device,
+    num_workers: Optional[int] = NumWorkers,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and why; run nothing."),
     force: bool = typer.Option(False, "--force", help="Retrain even though checkpoints were made with another config."),
     redo: Optional[int] = typer.Option(None, "--redo", help="Run stage N again from scratch (then each later stage whose inputs changed); only --redo of the training stage retrains."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable audio file (prepare_data.strict=true)."),
     clear_cache: bool = typer.Option(False, "--clear-cache", help="Empty this problem's prepared-data cache first."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks on the console."),
+    verbose: bool = Verbose,
 ) -> None:
     """Run stages START..STOP of PROBLEM, skipping those already done."""
     from speechrecipe.engine.logs import setup_console
@@ -179,6 +184,48 @@ def run(
         runner.run(start, last, clear_cache=clear_cache)
     except Exception as err:  # noqa: BLE001 - one line here; the runner put the traceback in log.txt
         _fail(err, verbose, log_file)
+
+
+@app.command()
+def sweep(
+    problem: str,
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=V1,V2,... (swept) and KEY=V (every member); a value in brackets or quotes is one value"),
+    target_dir: Path = typer.Option(..., help="The sweep folder: one target_dir per member inside, sweep.md/json/png."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Members run at once, each in its own process."),
+    start: int = Start,
+    stop: Optional[int] = Stop,
+    cache_dir: Optional[Path] = typer.Option(None, help="Prepared-data cache, shared by every member."),
+    config: Optional[List[Path]] = ConfigFiles,
+    device: str = Device,
+    num_workers: Optional[int] = NumWorkers,
+    force: bool = typer.Option(False, "--force", help="Retrain members whose checkpoints were made with another config."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable audio file."),
+    verbose: bool = Verbose,
+) -> None:
+    """Run a grid of overrides as ordinary experiments (members) and compare them; the best chosen on validation."""
+    from speechrecipe.engine.logs import setup_console
+
+    setup_console(verbose)
+    try:
+        from speechrecipe.engine.sweep import Sweep, members, parse_grid
+        from speechrecipe.validate import check_device
+
+        check_device(device)
+        if jobs < 1:
+            raise SpeechRecipeError("--jobs: give 1 or more")
+        axes, fixed = parse_grid(list(overrides or []))
+        grid = members(axes)
+        for member in grid:  # every member's config is checked before any runs
+            klass, conf = _load(problem, config, [*fixed, *member.overrides])
+            _checked_problem(klass, conf)
+        options = [f"--start={start}", *([f"--stop={stop}"] if stop is not None else []), f"--device={device}",
+                   *([f"--cache-dir={cache_dir.absolute()}"] if cache_dir else []),
+                   *([f"--num-workers={num_workers}"] if num_workers is not None else []),
+                   *(["--force"] if force else []), *(["--strict"] if strict else []), *(["--verbose"] if verbose else []),
+                   *[w for path in config or [] for w in ("-c", str(path.absolute()))]]
+        Sweep(problem, target_dir.absolute(), options, fixed, grid).run(jobs)
+    except Exception as err:  # noqa: BLE001 - one line, whatever failed
+        _fail(err, verbose)
 
 
 @app.command()

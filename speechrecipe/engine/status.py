@@ -8,7 +8,7 @@ from pathlib import Path
 from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.figures import kind_of, show_interval, show_named
 from speechrecipe.engine.records import StageRecord
-from speechrecipe.engine.train_log import Progress, progress, read_events
+from speechrecipe.engine.train_log import Progress, best_validation, progress, read_events
 from speechrecipe.errors import ConfigError
 from speechrecipe.engine.lock import read_holder
 
@@ -102,10 +102,5 @@ def _duration(seconds: float) -> str:
 
 
 def _best_valid(events: list[dict]) -> str | None:
-    valids = {e["step"]: e for e in events if e.get("event") == "valid"}  # the last of each step
-    if not valids:
-        return None
-    last = valids[max(valids)]
-    metric, higher = last["metric"], last["higher_better"]
-    best = (max if higher else min)(valids.values(), key=lambda e: e[metric])
-    return f"{show_named(metric, best[metric])} at step {best['step']}"
+    best = best_validation(events)
+    return f"{show_named(best['metric'], best['value'])} at step {best['step']}" if best else None

@@ -83,3 +83,17 @@ def _speed(trains: list[dict[str, Any]]) -> float | None:
 def _wall(sessions: list[list[dict[str, Any]]]) -> float | None:
     spans = [s[-1]["time"] - s[0]["time"] for s in sessions if s and s[0]["event"] == "start" and "time" in s[-1]]
     return sum(spans) if spans else None
+
+
+def best_validation(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best validation of the log (what valid_best holds): {metric, value, step, higher_better}; None before one."""
+    valids = {e["step"]: e for e in events if e.get("event") == "valid"}  # the last of each step
+    if not valids:
+        return None
+    last = valids[max(valids)]
+    metric, higher = last["metric"], last["higher_better"]
+    scored = [e for e in valids.values() if e.get(metric) is not None]
+    if not scored:
+        return None
+    best = (max if higher else min)(scored, key=lambda e: e[metric])
+    return {"metric": metric, "value": best[metric], "step": best["step"], "higher_better": higher}
