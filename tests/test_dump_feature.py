@@ -230,3 +230,20 @@ def test_a_dump_of_another_version_of_the_corpus_is_refused_and_a_copy_at_anothe
     assert result.exit_code == 0, result.output
     assert (tmp_path / "on_copy" / "checkpoints" / "step-30.ckpt").is_file()
     assert "this config's build_upstream options other than precomputed are not used" in (tmp_path / "on_copy" / "log.txt").read_text()
+
+
+@pytest.mark.e2e
+def test_asr_trains_and_decodes_from_a_dump(cli, tmp_path):
+    """A dump of LibriSpeech (frame rate and lengths from its index) serves asr as it serves the classifiers."""
+    dump = tmp_path / "dump"
+    result = cli("run", "dump-feature", "--target-dir", dump, "prepare_data.corpus=librispeech",
+                 "prepare_data.conf.train_sets=[train-clean-100]", "prepare_data.conf.valid_sets=[dev-clean]",
+                 "prepare_data.conf.test_sets=[test-clean]", "build_upstream.fbank.cmn=true")
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "asr"
+    result = cli("run", "asr", "--target-dir", target, "-c", Path(__file__).parent / "fixtures" / "tiny_asr.yaml",
+                 "build_upstream.name=precomputed", f"build_upstream.precomputed.path={dump}",
+                 "train.total_steps=10", "train.eval_step=10", "train.save_step=10")
+    assert result.exit_code == 0, result.output
+    results = json.loads((target / "results" / "results.json").read_text())
+    assert results["test-clean"]["beam_words"] > 0 and 0 <= results["test-clean"]["beam_cer"] <= 1.5

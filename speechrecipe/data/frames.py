@@ -81,6 +81,28 @@ class FrameClip:
         return self.collate_fn([self.preprocessing(row, random.Random(seed)) for row, seed in zip(rows, seeds)])
 
 
+@dataclass
+class TranscribedFrames(FrameClip):
+    """asr from a dump: a row's whole frames and, with `tokenize`, its token ids padded with 0 into "targets"
+    [B, L] with "target_lens" (as data/preprocessors.py's TranscribedUtterance does for waveforms)."""
+
+    tokenize: Callable[[str], list[int]] | None = None
+
+    def preprocessing(self, row: dict, rng: random.Random) -> dict:
+        sample = super().preprocessing(row, rng)
+        if self.tokenize is not None:
+            sample["tokens"] = self.tokenize(row["transcript"])
+        return sample
+
+    def collate_fn(self, samples: list[dict]) -> dict:
+        from speechrecipe.data.preprocessors import pad_tokens
+
+        batch = super().collate_fn(samples)
+        if self.tokenize is not None:
+            batch["targets"], batch["target_lens"] = pad_tokens([s["tokens"] for s in samples])
+        return batch
+
+
 def precomputed(upstream_conf: DictConfig, rows: list[dict] | None = None) -> FeatureShards | None:
     """The dump `build_upstream.precomputed.path` names when that upstream is chosen (else None);
     with `rows`, every row's id must be in it."""

@@ -128,12 +128,17 @@ class TranscribedUtterance(WaveformBatcher):
     def collate_fn(self, samples: list[dict]) -> dict:
         batch = super().collate_fn(samples)
         if self.tokenize is not None:
-            lens = torch.tensor([len(s["tokens"]) for s in samples], dtype=torch.long)
-            targets = torch.zeros(len(samples), int(lens.max()) if samples else 0, dtype=torch.long)
-            for i, sample in enumerate(samples):
-                targets[i, : len(sample["tokens"])] = torch.tensor(sample["tokens"], dtype=torch.long)
-            batch["targets"], batch["target_lens"] = targets, lens
+            batch["targets"], batch["target_lens"] = pad_tokens([s["tokens"] for s in samples])
         return batch
+
+
+def pad_tokens(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists → (targets [B, L] padded with 0, lengths [B])."""
+    lens = torch.tensor([len(tokens) for tokens in sequences], dtype=torch.long)
+    targets = torch.zeros(len(sequences), int(lens.max()) if sequences else 0, dtype=torch.long)
+    for i, tokens in enumerate(sequences):
+        targets[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return targets, lens
 
 
 @dataclass

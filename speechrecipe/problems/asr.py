@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from speechrecipe.engine.paths import test_manifest_name
 from speechrecipe.engine.recipe import Recipe
 from speechrecipe.errors import ConfigError
-from speechrecipe.nn.catalog import UPSTREAM_NAMES
+from speechrecipe.nn.catalog import PRECOMPUTED, UPSTREAM_NAMES
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +29,7 @@ class ASR(Recipe):
 
     metric, higher_better, results_title = "beam_wer", False, "Speech recognition results (CTC)"
     inference = "speechrecipe.inference.models:Transcriber"
-    choices = {"build_upstream.name": UPSTREAM_NAMES, "build_downstream.kind": ("lstm", "conformer"),
+    choices = {"build_upstream.name": UPSTREAM_NAMES + (PRECOMPUTED,), "build_downstream.kind": ("lstm", "conformer"),
                "build_tokenizer.kind": ("char", "word", "subword"), "build_tokenizer.subword_model": ("unigram", "bpe"),
                "prepare_data.check_audio": ("full", "header"), "train.valid_metric": ("wer", "cer")}
 
@@ -45,7 +45,7 @@ class ASR(Recipe):
     training_reads = ("train.jsonl", "valid.jsonl", TOKENIZER)
     test_set_keys = ("prepare_data.test_sets",)
     config_sections = ("build_tokenizer",)
-    engine_keys = ("evaluate.beam_size", "evaluate.lm")
+    engine_keys = ("build_upstream.precomputed", "evaluate.beam_size", "evaluate.lm")
 
     def evaluate_checkpoints(self) -> list[Path]:
         """With an LM and no lexicon, the training words spelled in tokens become the lexicon first."""
@@ -129,16 +129,21 @@ class ASR(Recipe):
     def build_dataset(self, conf: DictConfig, split: str, encoder=None):
         """Whole utterances; with the tokenizer (training) also their token ids."""
         from speechrecipe.data.dataset import ManifestDataset
+        from speechrecipe.data.frames import TranscribedFrames, precomputed
         from speechrecipe.data.manifest import read_jsonl
         from speechrecipe.data.preprocessors import TranscribedUtterance
 
         rows = read_jsonl(self.paths.manifest(split))
-        return ManifestDataset(rows, TranscribedUtterance(conf.sample_rate, tokenize=encoder.encode if encoder else None))
+        tokenize = encoder.encode if encoder else None
+        shards = precomputed(self.conf.build_upstream, rows)
+        if shards is not None:  # dumped features instead of audio: whole utterances in frames
+            return ManifestDataset(rows, TranscribedFrames(shards, tokenize=tokenize))
+        return ManifestDataset(rows, TranscribedUtterance(conf.sample_rate, tokenize=tokenize))
 
     def build_batch_sampler(self, conf: DictConfig, dataset):
         from speechrecipe.data.sampler import EpochBatchSampler
 
-        budget = int(conf.max_batch_secs * dataset.preprocessor.sample_rate)
+        budget = int(conf.max_batch_secs * dataset.preprocessor.inputs_per_second)
         return EpochBatchSampler(dataset.lengths(), seed=self.conf.train.seed, max_batch_length=budget)
 
     def build_downstream(self, conf: DictConfig, input_dim: int, vocab_size: int) -> "torch.nn.Module":
