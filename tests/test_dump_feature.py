@@ -230,3 +230,24 @@ def test_a_dump_of_another_version_of_the_corpus_is_refused_and_a_copy_at_anothe
     assert result.exit_code == 0, result.output
     assert (tmp_path / "on_copy" / "checkpoints" / "step-30.ckpt").is_file()
     assert "this config's build_upstream options other than precomputed are not used" in (tmp_path / "on_copy" / "log.txt").read_text()
+
+
+@pytest.mark.e2e
+def test_progress_in_a_pipe_is_plain_lines(tmp_path):
+    """Issue 23.7: stdout and stderr are pipes, so every progress display prints whole lines, never a `\\r` bar."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for number in range(4):
+        sf.write(audio / f"{number}.wav", rng.uniform(-0.3, 0.3, 16000).astype("float32"), 16000)
+    listing = audio / "files.txt"
+    listing.write_text("".join(f"{number}.wav\n" for number in range(4)))
+    # bytes, not text: text mode would turn each "\r" into a newline
+    result = subprocess.run(speechrecipe("--target-dir", str(tmp_path / "exp"), "--cache-dir", str(tmp_path / "cache"),
+                                         "prepare_data.corpus=list", f"prepare_data.list_file={listing}",
+                                         "dump.shard_secs=1"), capture_output=True, timeout=600)
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output[-3000:]
+    assert "\r" not in output and "\x1b[" not in output, output
+    shards = [line for line in output.splitlines() if line.startswith("dump: shard ")]
+    assert shards and shards[-1].startswith("dump: shard 4/4 (100%)"), output
