@@ -87,3 +87,22 @@ def test_clear_cache_leaves_the_folder_a_live_run_uses(cli, tmp_path):
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "FileNotFoundError" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.e2e
+def test_two_runs_started_together_on_a_fresh_cache_build_the_mini_corpus_once(tmp_path):
+    """Issue 23.2: diarization builds its mini corpus on first use; two runs started together on a fresh cache
+    both succeed, one building the corpus and preparing the folder, the other waiting and then reusing both."""
+    cache = tmp_path / "cache"
+    tiny = Path(__file__).parent / "fixtures" / "tiny_diarization.yaml"
+    runs = [subprocess.Popen([sys.executable, "-m", "speechrecipe", "run", "diarization", "--stop", "0", "-c", str(tiny),
+                              "--target-dir", str(tmp_path / name), "--cache-dir", str(cache)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    outputs = [run.communicate(timeout=600)[1] for run in runs]
+    for run, stderr in zip(runs, outputs):
+        assert run.returncode == 0, stderr
+    assert sum("built the mini diarization corpus" in stderr for stderr in outputs) == 1, outputs
+    assert sum("prepared data in" in stderr for stderr in outputs) == 1, outputs
+    assert sum("prepared data found in cache" in stderr for stderr in outputs) == 1, outputs
+    (corpus,) = (cache / "diarization" / "mini_corpus").iterdir()  # no partial copy left
+    assert (corpus / "mini_corpus.json").is_file()

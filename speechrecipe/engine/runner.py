@@ -288,6 +288,8 @@ class Runner:
             log.info("%s", line)
         cfglib.save_config(self.conf, self.paths.config)
         for item in plan:
+            if item.stage.role != "prepare" and self.problem.cache_lease is not None:
+                self.problem.cache_lease.end_turn()  # the cache folder is prepared: the next run may check it
             if item.action == "skip":
                 log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
             elif item.action == "run" and item.stage.number != self.problem.context.redo \

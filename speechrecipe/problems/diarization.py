@@ -51,7 +51,8 @@ class Diarization(Recipe):
                    "evaluate.collar_secs", "evaluate.tune")
 
     def prepare_corpus_cached(self) -> list[Path]:
-        """The mini corpus is built first when dataset_root is null."""
+        """The mini corpus is built first when dataset_root is null (stage 0 runs in the run's turn on the cache:
+        engine/cache.py)."""
         if self.conf.prepare_data.dataset_root is None:
             self.build_mini_corpus()
         return super().prepare_corpus_cached()
@@ -206,11 +207,14 @@ class Diarization(Recipe):
 
     def build_mini_corpus(self) -> Path:
         from speechrecipe.data.corpora.mini_diarization import MiniSpec, build_mini_corpus
+        from speechrecipe.engine.cache import building
 
         m = self.conf.prepare_data.mini
         spec = MiniSpec(seed=m.seed, recordings=dict(m.recordings), utterances_per_recording=m.utterances_per_recording,
                         overlap_ratio=m.overlap_ratio, pause_secs=tuple(m.pause_secs))
-        return build_mini_corpus(Path(str(m.source)).expanduser(), self.dataset_root, spec)
+        # several prepared folders (other prepare_data settings) may read one mini corpus: built once among them too
+        with building(self.paths.cache_root, f"mini_corpus.{self.dataset_root.name}"):
+            return build_mini_corpus(Path(str(m.source)).expanduser(), self.dataset_root, spec)
 
     def diarize(self, task, split: str) -> dict[str, "np.ndarray"]:
         """{recording: speaker probabilities [frames, num_speakers]} of a split, by overlapping chunks."""
