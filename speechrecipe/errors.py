@@ -34,6 +34,15 @@ class Interrupted(SpeechRecipeError):
         self.exit_code = 128 + signum
 
 
+def describe(err: BaseException) -> str:
+    """The one line a failure is reported with: ours as raised, an OSError's file and fix, else type and message."""
+    if isinstance(err, SpeechRecipeError):
+        return str(err)
+    if os_error_in(err) is not None:  # a full disk, a read-only folder: say which file and what to do
+        return describe_os_error(os_error_in(err))
+    return f"{type(err).__name__}: {err}"
+
+
 def os_error_in(err: BaseException) -> OSError | None:
     """The OSError behind `err` (itself, or one it was raised from or during), else None.
 

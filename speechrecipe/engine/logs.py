@@ -62,6 +62,15 @@ def attach_file_log(path: Path) -> None:
     root.addHandler(handler)
 
 
+def to_file(level: int, message: str) -> None:
+    """A line for target_dir/log.txt only: the console gets the CLI's own line for the same thing."""
+    root = logging.getLogger(ROOT)
+    record = root.makeRecord(f"{ROOT}.run", level, __file__, 0, message, (), None)
+    for handler in list(root.handlers):
+        if isinstance(handler, TargetLogHandler):
+            handler.handle(record)
+
+
 def detach_file_log() -> None:
     """Stop writing to the target_dir log (a run has ended; the process may start another)."""
     root = logging.getLogger(ROOT)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +15,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from speechrecipe import config as cfglib
-from speechrecipe.engine import cache, distributed
+from speechrecipe.engine import cache, distributed, last_run
 from speechrecipe.fileio import atomic_write_json, digest, file_digest
 from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.lock import TargetLock
-from speechrecipe.engine.logs import attach_file_log, detach_file_log
+from speechrecipe.engine.logs import attach_file_log, detach_file_log, to_file
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.problem import Problem, Stage
 from speechrecipe.engine.records import CACHE_FOLDER, CORPUS, DEPENDENCY_RULES, MISSING, StageRecord, StageState, compare
-from speechrecipe.errors import ConfigError, RunFailure
+from speechrecipe.errors import ConfigError, Interrupted, RunFailure, describe
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Runner:
         self.stages = problem.stages()
         self._digests: dict[tuple, str] = {}
         self._training = False  # inside the training stage (torchrun: every rank is in it)
+        self._stage: Stage | None = None  # the stage this run began last
 
     def digest(self, path: Path) -> str:
         """sha256 of a file, computed once per version (path, size, mtime) during this run:
@@ -242,13 +244,31 @@ class Runner:
             try:
                 self._run_locked(start, stop, clear_cache)
                 distributed.broadcast({"end": True})
+                if self._stage is not None:
+                    last_run.end(self.paths.target_dir, "finished")
+            except KeyboardInterrupt:  # SIGINT outside training (which saves a checkpoint and raises Interrupted)
+                error = Interrupted(f"interrupted during {self._where()}; run the same command again to resume",
+                                    signal.SIGINT)
+                self._failed(error, str(error))
+                raise error from None
             except Exception as error:
-                log.debug("run failed", exc_info=True)  # the traceback goes to log.txt only
-                if not self._training:  # the other ranks wait for the next message
-                    distributed.broadcast({"failed": str(error)})
+                state = "interrupted" if isinstance(error, Interrupted) else "failed"
+                self._failed(error, f"{state} in {self._where()}: {describe(error)}")
                 raise
             finally:
                 detach_file_log()
+
+    def _where(self) -> str:
+        return f"stage {self._stage.number} ({self._stage.name})" if self._stage else "before any stage ran"
+
+    def _failed(self, error: Exception, summary: str) -> None:
+        """The traceback and one line in log.txt (the console gets the CLI's error line); last_run.json says so."""
+        log.debug("run failed", exc_info=True)
+        to_file(logging.ERROR, summary)
+        if self._stage is not None:
+            last_run.end(self.paths.target_dir, "interrupted" if isinstance(error, Interrupted) else "failed", summary)
+        if not self._training:  # the other ranks wait for the next message
+            distributed.broadcast({"failed": str(error)})
 
     def _follow(self) -> None:
         """torchrun ranks > 0: run the training stage (and any all_ranks stage) with rank 0; rank 0 does the rest alone."""
@@ -306,6 +326,8 @@ class Runner:
         if state.status == "stale":
             log.info("stage %d (%s) is stale: %s", stage.number, stage.name, "; ".join(state.reasons))
         log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
+        self._stage = stage
+        last_run.begin_stage(self.paths.target_dir, stage.number, stage.name)
         began = time.time()
         training = stage.role == "train"
         if redo:
