@@ -63,8 +63,11 @@ def describe_os_error(err: OSError) -> str:
     import errno
 
     # fileio writes through `<name>.tmp`: name the file the user knows
-    where = str(err.filename).removesuffix(".tmp") if err.filename else "a file"
     reason = err.strerror or str(err)
+    if err.filename:
+        where = str(err.filename).removesuffix(".tmp")
+    else:  # every writer names its file (fileio.naming); should one not, the traceback in log.txt does
+        where, reason = "a write", f"{reason} (the system named no file; the traceback in log.txt shows which)"
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "free some space there (or use another --target-dir / --cache-dir) and run the same command again"
     elif err.errno == errno.EFBIG:
