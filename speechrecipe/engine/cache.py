@@ -63,10 +63,11 @@ def _flock(fd: int, how: int, waiting: str) -> None:
 
 
 class CacheLease:
-    """A run's hold on its cache folder: shared while it runs, exclusive while it prepares the folder."""
+    """A run's hold on its cache folder: shared while it runs, exclusive while it prepares the folder. `turns`:
+    taken in turns until end_turn() (its prepared folder); False for a shared folder it only reads (a mini corpus)."""
 
-    def __init__(self, cache_root: Path, key: str, user: str):
-        self.cache_root, self.key, self.user = Path(cache_root), key, user
+    def __init__(self, cache_root: Path, key: str, user: str, turns: bool = True):
+        self.cache_root, self.key, self.user, self.turns = Path(cache_root), key, user, turns
         self.lock = _lock_path(cache_root, key)
         self.info = self.lock.with_name(f"{key}.{os.getpid()}")
         self.fd: int | None = None
@@ -74,8 +75,9 @@ class CacheLease:
 
     def __enter__(self) -> "CacheLease":
         self.lock.parent.mkdir(parents=True, exist_ok=True)
-        self.turn_fd = os.open(self.lock.with_name(f"{self.key}.prepare"), os.O_RDWR | os.O_CREAT, 0o666)
-        _flock(self.turn_fd, fcntl.LOCK_EX, f"waiting for another run to finish preparing or checking {self.cache_root / self.key}")
+        if self.turns:
+            self.turn_fd = os.open(self.lock.with_name(f"{self.key}.prepare"), os.O_RDWR | os.O_CREAT, 0o666)
+            _flock(self.turn_fd, fcntl.LOCK_EX, f"waiting for another run to finish preparing or checking {self.cache_root / self.key}")
         self.fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o666)
         _flock(self.fd, fcntl.LOCK_SH, f"waiting for another run to finish preparing or clearing {self.cache_root / self.key}")
         atomic_write_text(self.info, self.user)

@@ -4,6 +4,7 @@ Imports no torch: `speechrecipe stages` and `--dry-run` use it too.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -247,19 +248,19 @@ class Runner:
                 if self._stage is not None:
                     last_run.end(self.paths.target_dir, "finished")
             except KeyboardInterrupt:  # SIGINT outside training (which saves a checkpoint and raises Interrupted)
-                error = Interrupted(f"interrupted during {self._where()}; run the same command again to resume",
+                error = Interrupted(f"interrupted {self._where('during')}; run the same command again to resume",
                                     signal.SIGINT)
                 self._failed(error, str(error))
                 raise error from None
             except Exception as error:
                 state = "interrupted" if isinstance(error, Interrupted) else "failed"
-                self._failed(error, f"{state} in {self._where()}: {describe(error)}")
+                self._failed(error, f"{state} {self._where('in')}: {describe(error)}")
                 raise
             finally:
                 detach_file_log()
 
-    def _where(self) -> str:
-        return f"stage {self._stage.number} ({self._stage.name})" if self._stage else "before any stage ran"
+    def _where(self, preposition: str) -> str:
+        return f"{preposition} stage {self._stage.number} ({self._stage.name})" if self._stage else "before any stage ran"
 
     def _failed(self, error: Exception, summary: str) -> None:
         """The traceback and one line in log.txt (the console gets the CLI's error line); last_run.json says so."""
@@ -288,7 +289,10 @@ class Runner:
         log.info("speechrecipe run %s in %s (stages %d..%d)", self.problem.conf_name, self.paths.target_dir, start, stop)
         if clear_cache:  # only folders no live run uses (engine/cache.py)
             cache.clear_cache(self.paths.cache_root)
-        with cache.CacheLease(self.paths.cache_root, self.paths.cache_key, str(self.paths.target_dir.resolve())) as lease:
+        user = str(self.paths.target_dir.resolve())
+        with cache.CacheLease(self.paths.cache_root, self.paths.cache_key, user) as lease, contextlib.ExitStack() as shared:
+            for name in self.problem.shared_cache_folders():  # a mini corpus: kept by --clear-cache while this runs
+                shared.enter_context(cache.CacheLease(self.paths.cache_root, name, user, turns=False))
             self.problem.cache_lease = lease
             try:
                 self._run_plan(start, stop)
