@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from speechrecipe.errors import SpeechRecipeError, describe_os_error, os_error_in
+from speechrecipe.errors import SpeechRecipeError, describe, os_error_in
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -34,13 +34,10 @@ def default_cache_dir() -> Path:
 
 def _fail(err: Exception, verbose: bool, log_file: Optional[Path] = None) -> None:
     """One line on stderr and the error's exit code; the runner has put the traceback in log_file."""
-    if isinstance(err, SpeechRecipeError):
-        message, code = str(err), err.exit_code
-    elif os_error_in(err) is not None:  # a full disk, a read-only folder: say which file and what to do
-        message, code = describe_os_error(os_error_in(err)), 1
-    else:
+    message, code = describe(err), err.exit_code if isinstance(err, SpeechRecipeError) else 1
+    if not isinstance(err, SpeechRecipeError) and os_error_in(err) is None:  # unexpected: where to read more
         where = f"full traceback in {log_file}" if log_file and log_file.is_file() else "rerun with --verbose for the traceback"
-        message, code = f"{type(err).__name__}: {err} ({where})", 1
+        message = f"{message} ({where})"
     if verbose:
         import traceback
 

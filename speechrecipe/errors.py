@@ -34,6 +34,15 @@ class Interrupted(SpeechRecipeError):
         self.exit_code = 128 + signum
 
 
+def describe(err: BaseException) -> str:
+    """The one line a failure is reported with: ours as raised, an OSError's file and fix, else type and message."""
+    if isinstance(err, SpeechRecipeError):
+        return str(err)
+    if os_error_in(err) is not None:  # a full disk, a read-only folder: say which file and what to do
+        return describe_os_error(os_error_in(err))
+    return f"{type(err).__name__}: {err}"
+
+
 def os_error_in(err: BaseException) -> OSError | None:
     """The OSError behind `err` (itself, or one it was raised from or during), else None.
 
@@ -54,8 +63,11 @@ def describe_os_error(err: OSError) -> str:
     import errno
 
     # fileio writes through `<name>.tmp`: name the file the user knows
-    where = str(err.filename).removesuffix(".tmp") if err.filename else "a file"
     reason = err.strerror or str(err)
+    if err.filename:
+        where = str(err.filename).removesuffix(".tmp")
+    else:  # every writer names its file (fileio.naming); should one not, the traceback in log.txt does
+        where, reason = "a write", f"{reason} (the system named no file; the traceback in log.txt shows which)"
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "free some space there (or use another --target-dir / --cache-dir) and run the same command again"
     elif err.errno == errno.EFBIG:

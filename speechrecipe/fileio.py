@@ -26,20 +26,34 @@ def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=newline) as f:
+        with naming(path), open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=newline) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
-        if err.filename is None:  # a failed write() names no file: name the one being written
-            err.filename = str(path)
-        raise
     finally:
         # lexists: a leftover temporary may be a dangling link; unlink removes the link, not its target
         if os.path.lexists(tmp):
             tmp.unlink()
     fsync_dir(path.parent)  # the rename itself survives a power cut
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError raised inside names `path` where the system named no file (a failed write(), fsync() or close():
+    a full disk), so the error line says which file."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
+
+
+def write_figure(figure: Any, path: str | Path) -> None:
+    """A matplotlib figure as `path` (the format its suffix names, 100 dpi), atomically."""
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -1,4 +1,5 @@
-"""Progress of long loops: a tqdm bar on a terminal, plain lines in a file or a pipe.
+"""Progress of long loops: a tqdm bar on a terminal, plain lines in a file or a pipe. The one place that
+imports tqdm: every progress display, and the console log lines written beside a bar, go through here.
 
 A redrawing bar written to a log file or a pipe is one endless line of carriage returns and cursor
 escapes; there, `progress` prints one plain line at each `set_postfix` (the trainer calls it every
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 
 def progress(iterable: Iterable | None = None, total: int | None = None, desc: str = "", unit: str = "it",
@@ -23,6 +24,18 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable,
                     dynamic_ncols=True, **tqdm_options)
     return PlainProgress(iterable, total, desc, unit, initial, disable or None, tenths)
+
+
+def write_line(text: str, stream: IO) -> None:
+    """One whole line on `stream`, above a live bar if there is one (bars are drawn on terminals only)."""
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        from tqdm import tqdm
+
+        tqdm.write(text, file=stream)
+    else:
+        stream.write(text + "\n")
+        stream.flush()
 
 
 class PlainProgress:

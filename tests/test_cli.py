@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -88,6 +89,19 @@ class SmallASV(ASV):
 class BrokenASV(ASV):
     def build_encoder(self, conf, rows):
         raise RuntimeError("my encoder is broken")
+
+
+class SlowEvaluation(ASV):
+    """Stage 3 marks that it has begun (EVALUATION_MARKER), then fails (BROKEN_EVALUATION) or waits for a signal."""
+
+    def evaluate_test_set(self, task, encoder, test_set, out_dir):
+        import os, time
+        from pathlib import Path
+
+        Path(os.environ["EVALUATION_MARKER"]).touch()
+        if os.environ.get("BROKEN_EVALUATION"):
+            raise ValueError("scores are all nan")
+        time.sleep(600)
 '''
 
 
@@ -352,6 +366,64 @@ def test_status_of_a_folder_that_is_no_experiment(cli, tmp_path):
     result = cli("status", tmp_path)
     assert result.exit_code == 2
     assert error_line(result) == f"error: {tmp_path} is not an experiment folder (no config.yaml); give the --target-dir of a run"
+
+
+def run_line_and_last_run(cli, target: Path) -> list[str]:
+    """The lines of `status` about runs: the lock's (with the stage a live run is in) and how the last run ended."""
+    result = cli("status", target)
+    assert result.exit_code == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith(("run: ", "last run: "))]
+
+
+def test_status_after_a_crash_in_stage_0_says_where_and_why(cli, tmp_path):
+    """Issue 23.6: not only "no stage has finished yet"."""
+    target, missing = tmp_path / "exp", tmp_path / "missing"
+    assert run(cli, target, f"prepare_data.dataset_root={missing}").exit_code == 1
+    result = cli("status", target)
+    assert "  no stage has finished yet" in result.stdout.splitlines()
+    assert run_line_and_last_run(cli, target) == [
+        "run: none live (no lock)", f"last run: failed in stage 0 (prepare data): prepare_data.dataset_root: {missing} does not exist"]
+    assert f"ERROR speechrecipe.run: failed in stage 0 (prepare data): prepare_data.dataset_root: {missing} does not exist" \
+        in (target / "log.txt").read_text()
+
+
+@pytest.mark.e2e
+def test_status_after_a_crash_in_stage_3_names_the_stage_and_the_exception(cli, exp, user_package, monkeypatch):
+    monkeypatch.setenv("EVALUATION_MARKER", str(exp / "marker"))
+    monkeypatch.setenv("BROKEN_EVALUATION", "1")
+    result = cli("run", "mylab.problems:SlowEvaluation", "--target-dir", exp, *FAST, "--redo", "3")
+    assert result.exit_code == 1
+    assert error_line(result) == f"error: ValueError: scores are all nan (full traceback in {exp / 'log.txt'})"
+    assert run_line_and_last_run(cli, exp) == [
+        "run: none live (no lock)", "last run: failed in stage 3 (evaluate): ValueError: scores are all nan"]
+    # a run that finishes clears it
+    assert run(cli, exp).exit_code == 0
+    assert run_line_and_last_run(cli, exp) == ["run: none live (no lock)"]
+
+
+@pytest.mark.e2e
+def test_sigint_in_stage_3_is_one_line_on_the_console_and_in_the_log_and_status_shows_the_live_stage(cli, exp, user_package):
+    marker = exp / "marker"
+    env = {**os.environ, "PYTHONPATH": str(user_package), "EVALUATION_MARKER": str(marker)}
+    process = subprocess.Popen([sys.executable, "-m", "speechrecipe", "run", "mylab.problems:SlowEvaluation",
+                                "--target-dir", str(exp), *FAST, "--redo", "3"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        from helpers import wait_for
+
+        wait_for(marker.is_file, process)
+        assert run_line_and_last_run(cli, exp) == [f"run: live (pid {process.pid}), in stage 3 (evaluate)"]
+        assert [line for line in cli("status", exp).stdout.splitlines() if line.startswith("  stage 2")][0].startswith(
+            "  stage 2 (train): done")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    line = "interrupted during stage 3 (evaluate); run the same command again to resume"
+    assert process.returncode == 130
+    assert [x for x in stderr.splitlines() if x.startswith("error: ")] == [f"error: {line}"]
+    assert "Traceback" not in stderr
+    assert f"ERROR speechrecipe.run: {line}" in (exp / "log.txt").read_text()
+    assert run_line_and_last_run(cli, exp) == ["run: none live (no lock)", f"last run: {line}"]
 
 
 # ----- a user's own problem class ----------------------------------------------------------------------

@@ -221,7 +221,19 @@ BAD_DIRS = {
     "reco2dur disagrees": (lambda d: replace_line(d / "reco2dur", 1, "train_0000 99.0\n"), "reco2dur:1: ", "lasts 99.00 s"),
     "segments disagree": (lambda d: replace_line(d / "segments", 1, " ".join((d / "segments").read_text().split("\n")[0].split()[:3])
                                                  + " 0.001\n"), "segments: recording train_", "segments/utt2spk and rttm disagree"),
+    # issue 23.8: the speaker missing from utt2spk is named, not the other one whose speech then differs
+    "rttm speaker not in utt2spk": (lambda d: rename_rttm_speaker(d / "rttm", "train_0000", "zz_stranger"),
+                                    "rttm: recording train_0000: speaker zz_stranger is in the rttm but not in",
+                                    "utt2spk for any utterance of this recording"),
 }
+
+
+def rename_rttm_speaker(rttm: Path, recording: str, new: str) -> None:
+    """Rename the recording's first speaker (by sorted id) in the rttm only."""
+    rows = [line.split() for line in rttm.read_text().splitlines()]
+    old = min(r[7] for r in rows if r[1] == recording)
+    rttm.write_text("".join(" ".join(r[:7] + [new if r[1] == recording and r[7] == old else r[7]] + r[8:]) + "\n"
+                            for r in rows))
 
 
 @pytest.mark.parametrize("case", list(BAD_DIRS))

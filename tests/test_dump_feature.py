@@ -247,3 +247,23 @@ def test_asr_trains_and_decodes_from_a_dump(cli, tmp_path):
     assert result.exit_code == 0, result.output
     results = json.loads((target / "results" / "results.json").read_text())
     assert results["test-clean"]["beam_words"] > 0 and 0 <= results["test-clean"]["beam_cer"] <= 1.5
+
+
+def test_progress_in_a_pipe_is_plain_lines(tmp_path):
+    """Issue 23.7: stdout and stderr are pipes, so every progress display prints whole lines, never a `\\r` bar."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for number in range(4):
+        sf.write(audio / f"{number}.wav", rng.uniform(-0.3, 0.3, 16000).astype("float32"), 16000)
+    listing = audio / "files.txt"
+    listing.write_text("".join(f"{number}.wav\n" for number in range(4)))
+    # bytes, not text: text mode would turn each "\r" into a newline
+    result = subprocess.run(speechrecipe("--target-dir", str(tmp_path / "exp"), "--cache-dir", str(tmp_path / "cache"),
+                                         "prepare_data.corpus=list", f"prepare_data.list_file={listing}",
+                                         "dump.shard_secs=1"), capture_output=True, timeout=600)
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output[-3000:]
+    assert "\r" not in output and "\x1b[" not in output, output
+    shards = [line for line in output.splitlines() if line.startswith("dump: shard ")]
+    assert shards and shards[-1].startswith("dump: shard 4/4 (100%)"), output

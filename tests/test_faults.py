@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 MINI_VOX = REPO / "speechrecipe" / "assets" / "mini" / "voxceleb1"
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 # rewritten by every run, whatever it does: logs, and the config of the latest attempt
-LOGS = {"log.txt", "train_log.jsonl", "config.yaml", "run.json"}
+LOGS = {"log.txt", "train_log.jsonl", "config.yaml", "run.json", "last_run.json"}
 TRAIN_UTT = "id10003/5w6wk69BREr/00001"  # a training speaker's utterance
 TEST_UTT = "id10270/IZvYlZ3I-UD/00001"  # a test speaker's, used by several trials
 
@@ -340,6 +341,48 @@ def test_disk_full_while_saving_a_checkpoint_keeps_earlier_ones_and_resumes(cli,
     assert f"resuming from {checkpoints / 'step-4.ckpt'} (step 4)" in result.stderr
     final = ckpt.load(ckpt.step_path(checkpoints, 8))
     assert_identical(final, ckpt.load(ckpt.step_path(trained / "checkpoints", 8)))
+
+
+@pytest.mark.e2e
+@needs_dev_full
+def test_disk_full_while_logging_training_names_the_log(cli, tmp_path):
+    """Issue 23.8: a write that the system reports without a file name (an append to train_log.jsonl) is named."""
+    target = tmp_path / "exp"
+    assert asv(cli, target, "--stop", "1", "train.total_steps=4", *TRAIN).exit_code == 0
+    before = snapshot(target)
+    (target / "train_log.jsonl").symlink_to("/dev/full")  # every write: No space left on device
+    result = asv(cli, target, "--stop", "2", "train.total_steps=4", *TRAIN)
+    assert result.exit_code == 1, result.stderr
+    assert error_line(result) == (f"error: {target / 'train_log.jsonl'}: No space left on device; free some space there "
+                                  "(or use another --target-dir / --cache-dir) and run the same command again")
+    assert snapshot(target) == before
+    (target / "train_log.jsonl").unlink()
+    assert asv(cli, target, "--stop", "2", "train.total_steps=4", *TRAIN).exit_code == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 1 MiB tmpfs (needs root and a mount the system allows; skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.e2e
+def test_disk_full_while_building_the_mini_corpus_names_the_file_and_leaves_no_partial_copy(cli, tmp_path, small_disk):
+    cache = small_disk / "cache"
+    result = cli("run", "diarization", "--stop", "0", "--target-dir", tmp_path / "exp", "--cache-dir", cache,
+                 "-c", Path(__file__).parent / "fixtures" / "tiny_diarization.yaml")
+    assert result.exit_code == 1, result.stderr
+    line = error_line(result)
+    assert line.startswith(f"error: {cache / 'diarization' / 'mini_corpus'}/") and ".wav: No space left on device; " \
+        "free some space there (or use another --target-dir / --cache-dir) and run the same command again" in line, line
+    assert not list((cache / "diarization" / "mini_corpus").iterdir())  # the half-built copy is gone
+    assert "last run: failed in stage 0 (prepare data): " + line.removeprefix("error: ") in cli("status", tmp_path / "exp").stdout
 
 
 def evaluate(cli, target: Path, *steps: str):

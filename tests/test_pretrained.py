@@ -385,6 +385,28 @@ def test_a_url_or_hub_id_source_says_it_is_not_downloaded_before_any_work(cli, t
     assert not (tmp_path / "exp").exists()
 
 
+def test_a_module_path_written_with_dots_on_the_command_line_says_how_to_write_it(cli, tmp_path):
+    """Issue 23.8: `pretrained.downstream.heads.0=PATH` nests mappings; the line names the module path and the fix."""
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"")
+    target = tmp_path / "exp"
+    target.mkdir()
+    (target / "notes.txt").write_text("kept")
+    for written in ([f"pretrained.downstream.heads.0={weights}"],
+                    [f"pretrained.downstream.heads.0.source={weights}", "pretrained.downstream.heads.0.strict=false"]):
+        result = cli("run", "ks", "--target-dir", target, *written)
+        assert result.exit_code == 2
+        assert result.stderr.strip() == (
+            "error: pretrained.downstream.heads.0: a module path is one key, but written with dots on the command line "
+            f"it became nested keys; write 'pretrained={{downstream.heads.0: {weights}}}' (quoted), or "
+            f"'downstream.heads.0: {weights}' under pretrained: in a -c file")
+        assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    # the form the line suggests is one key
+    result = cli("config", "ks", f"pretrained={{downstream.heads.0: {weights}}}")
+    assert result.exit_code == 0, result.stderr
+    assert "  downstream.heads.0: " in result.stdout
+
+
 def test_a_hook_or_condition_that_is_not_a_function_is_one_config_line_before_any_work(cli, tmp_path):
     (tmp_path / "weights.pt").write_bytes(b"")
     for option in ("hook", "condition"):

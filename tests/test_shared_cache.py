@@ -87,3 +87,46 @@ def test_clear_cache_leaves_the_folder_a_live_run_uses(cli, tmp_path):
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "FileNotFoundError" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.e2e
+def test_two_runs_started_together_on_a_fresh_cache_build_the_mini_corpus_once(tmp_path):
+    """Issue 23.2: diarization builds its mini corpus on first use; two runs started together on a fresh cache
+    both succeed, one building the corpus and preparing the folder, the other waiting and then reusing both."""
+    cache = tmp_path / "cache"
+    tiny = Path(__file__).parent / "fixtures" / "tiny_diarization.yaml"
+    runs = [subprocess.Popen([sys.executable, "-m", "speechrecipe", "run", "diarization", "--stop", "0", "-c", str(tiny),
+                              "--target-dir", str(tmp_path / name), "--cache-dir", str(cache)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    outputs = [run.communicate(timeout=600)[1] for run in runs]
+    for run, stderr in zip(runs, outputs):
+        assert run.returncode == 0, stderr
+    assert sum("built the mini diarization corpus" in stderr for stderr in outputs) == 1, outputs
+    assert sum("prepared data in" in stderr for stderr in outputs) == 1, outputs
+    assert sum("prepared data found in cache" in stderr for stderr in outputs) == 1, outputs
+    (corpus,) = (cache / "diarization" / "mini_corpus").iterdir()  # no partial copy left
+    assert (corpus / "mini_corpus.json").is_file()
+
+
+@pytest.mark.e2e
+def test_clear_cache_keeps_the_mini_corpus_a_live_diarization_run_reads(cli, tmp_path):
+    """The mini corpus is a folder of the cache that no prepared folder's lease covers: the run leases it too."""
+    cache, live = tmp_path / "cache", tmp_path / "live"
+    tiny = Path(__file__).parent / "fixtures" / "tiny_diarization.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "speechrecipe", "run", "diarization", "--target-dir", str(live),
+                             "--cache-dir", str(cache), "-c", str(tiny), "train.total_steps=2000", "train.log_step=2",
+                             "--stop", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _events(live, "train"), proc)  # training, reading the mini corpus's audio
+        result = cli("run", "diarization", "--target-dir", tmp_path / "other", "--cache-dir", cache, "-c", tiny,
+                     "--stop", "0", "--clear-cache")
+        assert result.exit_code == 0, result.stderr
+        mini = cache / "diarization" / "mini_corpus"
+        assert f"--clear-cache: kept {mini}: {live.resolve()} (pid {proc.pid}) is using it" in result.stderr
+        assert "built the mini diarization corpus" not in result.stderr
+        done = len(_events(live, "train"))
+        _wait_for(lambda: len(_events(live, "train")) > done, proc)  # it goes on training
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr

@@ -6,6 +6,11 @@ again needs it exclusively, and `--clear-cache` deletes only the folders nobody 
 pulls the data from under a live run. The kernel drops a killed run's flock, so no lease goes stale.
 Beside each lock, `<key>.<pid>` names the holder's target_dir, for messages.
 
+Runs of one folder take turns from their start until their stage 0 is done or skipped (`<key>.prepare`, an
+exclusive flock taken before the shared one): one at a time plans, builds what is built on first use and
+prepares or reuses the folder, so runs started together on a fresh cache prepare it once, and a shared hold that
+refuses preparing the folder again is always a run past its stage 0, one that reads the folder.
+
 A folder is complete when `files.json` (the size and sha256 of every file prepare wrote) matches what
 is there; an incomplete folder is prepared again, never reused. Imports no torch.
 """
@@ -48,27 +53,44 @@ def holders(cache_root: Path, key: str, but: int | None = None) -> list[str]:
     return found
 
 
-class CacheLease:
-    """A run's hold on its cache folder: shared while it runs, exclusive while it prepares the folder."""
+def _flock(fd: int, how: int, waiting: str) -> None:
+    """flock(fd, how); when another process holds it, say so (`waiting`) before waiting for it."""
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("%s", waiting)
+        fcntl.flock(fd, how)
 
-    def __init__(self, cache_root: Path, key: str, user: str):
-        self.cache_root, self.key, self.user = Path(cache_root), key, user
+
+class CacheLease:
+    """A run's hold on its cache folder: shared while it runs, exclusive while it prepares the folder. `turns`:
+    taken in turns until end_turn() (its prepared folder); False for a shared folder it only reads (a mini corpus)."""
+
+    def __init__(self, cache_root: Path, key: str, user: str, turns: bool = True):
+        self.cache_root, self.key, self.user, self.turns = Path(cache_root), key, user, turns
         self.lock = _lock_path(cache_root, key)
         self.info = self.lock.with_name(f"{key}.{os.getpid()}")
         self.fd: int | None = None
+        self.turn_fd: int | None = None
 
     def __enter__(self) -> "CacheLease":
         self.lock.parent.mkdir(parents=True, exist_ok=True)
+        if self.turns:
+            self.turn_fd = os.open(self.lock.with_name(f"{self.key}.prepare"), os.O_RDWR | os.O_CREAT, 0o666)
+            _flock(self.turn_fd, fcntl.LOCK_EX, f"waiting for another run to finish preparing or checking {self.cache_root / self.key}")
         self.fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another run to finish preparing or clearing %s", self.cache_root / self.key)
-            fcntl.flock(self.fd, fcntl.LOCK_SH)
+        _flock(self.fd, fcntl.LOCK_SH, f"waiting for another run to finish preparing or clearing {self.cache_root / self.key}")
         atomic_write_text(self.info, self.user)
         return self
 
+    def end_turn(self) -> None:
+        """Stage 0 is done or skipped: let the next run of this folder check it (this one keeps its shared hold)."""
+        if self.turn_fd is not None:
+            os.close(self.turn_fd)  # releases the flock
+            self.turn_fd = None
+
     def __exit__(self, *exc) -> None:
+        self.end_turn()
         self.info.unlink(missing_ok=True)
         if self.fd is not None:
             os.close(self.fd)  # releases the flock
@@ -98,6 +120,20 @@ def exclusive_use(lease: CacheLease | None, why: str) -> Iterator[None]:
     else:
         with lease.exclusive(why):
             yield
+
+
+@contextmanager
+def building(cache_root: Path, name: str) -> Iterator[None]:
+    """One process at a time builds `cache_root/name` (something several prepared folders read, e.g. a corpus
+    generated on first use): the others wait, then find it built."""
+    lock = _lock_path(cache_root, f"{name}.build")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        _flock(fd, fcntl.LOCK_EX, f"waiting for another run building {Path(cache_root) / name}")
+        yield
+    finally:
+        os.close(fd)
 
 
 def clear_cache(cache_root: Path) -> None:

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from speechrecipe.fileio import atomic_write_text
+from speechrecipe.fileio import atomic_write_text, write_figure
 
 log = logging.getLogger(__name__)
 KEY = "featurizer.weights"
@@ -69,5 +69,5 @@ def plot_layer_weights(found: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set(xlabel="upstream layer", ylabel="weight (softmax)", title="featurizer layer weights", xticks=range(layers))
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_figure(fig, path)
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""Console and target_dir logging; console lines go through tqdm so progress bars stay whole."""
+"""Console and target_dir logging; console lines go through progress.write_line so progress bars stay whole."""
 from __future__ import annotations
 
 import logging
@@ -9,14 +9,14 @@ ROOT = "speechrecipe"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class TqdmHandler(logging.StreamHandler):
-    """Write records with tqdm.write, so they do not break a live progress bar."""
+class ConsoleHandler(logging.StreamHandler):
+    """Write records with progress.write_line, so they do not break a live progress bar."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
+        from speechrecipe.progress import write_line
 
         try:
-            tqdm.write(self.format(record), file=self.stream)
+            write_line(self.format(record), self.stream)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
 
@@ -26,9 +26,9 @@ def setup_console(verbose: bool = False) -> None:
     root = logging.getLogger(ROOT)
     root.setLevel(logging.DEBUG)
     for handler in list(root.handlers):
-        if isinstance(handler, TqdmHandler):
+        if isinstance(handler, ConsoleHandler):
             root.removeHandler(handler)
-    handler = TqdmHandler()
+    handler = ConsoleHandler()
     handler.setLevel(logging.DEBUG if verbose else logging.INFO)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root.addHandler(handler)
@@ -62,6 +62,15 @@ def attach_file_log(path: Path) -> None:
     root.addHandler(handler)
 
 
+def to_file(level: int, message: str) -> None:
+    """A line for target_dir/log.txt only: the console gets the CLI's own line for the same thing."""
+    root = logging.getLogger(ROOT)
+    record = root.makeRecord(f"{ROOT}.run", level, __file__, 0, message, (), None)
+    for handler in list(root.handlers):
+        if isinstance(handler, TargetLogHandler):
+            handler.handle(record)
+
+
 def detach_file_log() -> None:
     """Stop writing to the target_dir log (a run has ended; the process may start another)."""
     root = logging.getLogger(ROOT)
@@ -74,6 +83,6 @@ def detach_file_log() -> None:
 def follower_console(rank: int) -> None:
     """torchrun ranks other than 0: warnings and errors only, each line marked with the rank."""
     for handler in logging.getLogger(ROOT).handlers:
-        if isinstance(handler, TqdmHandler):
+        if isinstance(handler, ConsoleHandler):
             handler.setLevel(max(handler.level, logging.WARNING))
             handler.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))

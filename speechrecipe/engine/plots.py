@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from speechrecipe.fileio import write_figure
+
 
 def plot_training(train_log: Path, path: Path, valid_metric: str) -> None:
     """Loss per logged step and the validation metric, the last entry per step winning (resumes repeat steps)."""
@@ -32,5 +34,5 @@ def plot_training(train_log: Path, path: Path, valid_metric: str) -> None:
         axes[0][1].plot(vsteps, [valid[s] for s in vsteps], marker="o")
         axes[0][1].set(xlabel="step", ylabel=valid_metric, title=f"validation {valid_metric}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_figure(fig, path)
     plt.close(fig)

@@ -44,6 +44,11 @@ class CorpusPreparation:
             log.info("prepared data in %s: %s", cache, json.dumps(summary, default=str))
         return sorted(p for p in cache.iterdir() if p.suffix in (".jsonl", ".tsv"))
 
+    def shared_cache_folders(self) -> list[str]:
+        """Folders of the problem's cache, besides its prepared folder, that a run reads (a corpus built on first
+        use, shared by prepared folders): the runner leases them too, so --clear-cache keeps them while it runs."""
+        return []
+
     def _cache_reusable(self) -> bool:
         """A complete cache folder made from the corpus as it is now."""
         from speechrecipe.data import corpus_state

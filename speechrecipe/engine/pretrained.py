@@ -72,6 +72,8 @@ def parse(section: DictConfig | dict | None) -> list[Entry]:
         key = f"pretrained.{name}"
         if isinstance(value, str):
             value = {"source": value}
+        if isinstance(value, dict) and value and not set(value) & set(ENTRY_KEYS):
+            _refuse_nested_module_path(str(name), value)
         if not isinstance(value, dict) or "source" not in value:
             raise ConfigError(f"{key}: give a source path, or a mapping with `source` (and {', '.join(ENTRY_KEYS[1:])})")
         for option in value:
@@ -85,6 +87,22 @@ def parse(section: DictConfig | dict | None) -> list[Entry]:
         _check(entry, key)
         entries.append(entry)
     return entries
+
+
+def _refuse_nested_module_path(name: str, value: dict) -> None:
+    """`pretrained.downstream.heads.0=PATH` on the command line nests mappings (downstream: {heads: {0: PATH}}), but
+    a module path is one key: name it and say how to write it."""
+    path, inner = [name], value
+    while isinstance(inner, dict) and len(inner) == 1 and not set(inner) & set(ENTRY_KEYS):
+        key, inner = next(iter(inner.items()))
+        path.append(str(key))
+    if not (isinstance(inner, str) or (isinstance(inner, dict) and set(inner) & set(ENTRY_KEYS))):
+        return  # not a module path written with dots: parse's own message
+    module = ".".join(path)
+    source = inner if isinstance(inner, str) else inner.get("source", "PATH")
+    raise ConfigError(f"pretrained.{module}: a module path is one key, but written with dots on the command line "
+                      f"it became nested keys; write 'pretrained={{{module}: {source}}}' (quoted), or "
+                      f"'{module}: {source}' under pretrained: in a -c file")
 
 
 def _check(entry: Entry, key: str) -> None:

@@ -4,9 +4,11 @@ Imports no torch: `speechrecipe stages` and `--dry-run` use it too.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +16,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from speechrecipe import config as cfglib
-from speechrecipe.engine import cache, distributed
+from speechrecipe.engine import cache, distributed, last_run
 from speechrecipe.fileio import atomic_write_json, digest, file_digest
 from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.lock import TargetLock
-from speechrecipe.engine.logs import attach_file_log, detach_file_log
+from speechrecipe.engine.logs import attach_file_log, detach_file_log, to_file
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.engine.problem import Problem, Stage
 from speechrecipe.engine.records import CACHE_FOLDER, CORPUS, DEPENDENCY_RULES, MISSING, StageRecord, StageState, compare
-from speechrecipe.errors import ConfigError, RunFailure
+from speechrecipe.errors import ConfigError, Interrupted, RunFailure, describe
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,11 @@ class Runner:
         self.stages = problem.stages()
         self._digests: dict[tuple, str] = {}
         self._training = False  # inside the training stage (torchrun: every rank is in it)
+<<<<<<< HEAD
         self._command_saved = False  # experiment.json has this run's command
+=======
+        self._stage: Stage | None = None  # the stage this run began last
+>>>>>>> crash2
 
     def digest(self, path: Path) -> str:
         """sha256 of a file, computed once per version (path, size, mtime) during this run:
@@ -243,13 +249,31 @@ class Runner:
             try:
                 self._run_locked(start, stop, clear_cache)
                 distributed.broadcast({"end": True})
+                if self._stage is not None:
+                    last_run.end(self.paths.target_dir, "finished")
+            except KeyboardInterrupt:  # SIGINT outside training (which saves a checkpoint and raises Interrupted)
+                error = Interrupted(f"interrupted {self._where('during')}; run the same command again to resume",
+                                    signal.SIGINT)
+                self._failed(error, str(error))
+                raise error from None
             except Exception as error:
-                log.debug("run failed", exc_info=True)  # the traceback goes to log.txt only
-                if not self._training:  # the other ranks wait for the next message
-                    distributed.broadcast({"failed": str(error)})
+                state = "interrupted" if isinstance(error, Interrupted) else "failed"
+                self._failed(error, f"{state} {self._where('in')}: {describe(error)}")
                 raise
             finally:
                 detach_file_log()
+
+    def _where(self, preposition: str) -> str:
+        return f"{preposition} stage {self._stage.number} ({self._stage.name})" if self._stage else "before any stage ran"
+
+    def _failed(self, error: Exception, summary: str) -> None:
+        """The traceback and one line in log.txt (the console gets the CLI's error line); last_run.json says so."""
+        log.debug("run failed", exc_info=True)
+        to_file(logging.ERROR, summary)
+        if self._stage is not None:
+            last_run.end(self.paths.target_dir, "interrupted" if isinstance(error, Interrupted) else "failed", summary)
+        if not self._training:  # the other ranks wait for the next message
+            distributed.broadcast({"failed": str(error)})
 
     def _follow(self) -> None:
         """torchrun ranks > 0: run the training stage (and any all_ranks stage) with rank 0; rank 0 does the rest alone."""
@@ -269,7 +293,10 @@ class Runner:
         log.info("speechrecipe run %s in %s (stages %d..%d)", self.problem.conf_name, self.paths.target_dir, start, stop)
         if clear_cache:  # only folders no live run uses (engine/cache.py)
             cache.clear_cache(self.paths.cache_root)
-        with cache.CacheLease(self.paths.cache_root, self.paths.cache_key, str(self.paths.target_dir.resolve())) as lease:
+        user = str(self.paths.target_dir.resolve())
+        with cache.CacheLease(self.paths.cache_root, self.paths.cache_key, user) as lease, contextlib.ExitStack() as shared:
+            for name in self.problem.shared_cache_folders():  # a mini corpus: kept by --clear-cache while this runs
+                shared.enter_context(cache.CacheLease(self.paths.cache_root, name, user, turns=False))
             self.problem.cache_lease = lease
             try:
                 self._run_plan(start, stop)
@@ -289,6 +316,8 @@ class Runner:
             log.info("%s", line)
         cfglib.save_config(self.conf, self.paths.config)
         for item in plan:
+            if item.stage.role != "prepare" and self.problem.cache_lease is not None:
+                self.problem.cache_lease.end_turn()  # the cache folder is prepared: the next run may check it
             if item.action == "skip":
                 log.info("stage %d (%s) is up to date; skipping", item.stage.number, item.stage.name)
             elif item.action == "run" and item.stage.number != self.problem.context.redo \
@@ -319,6 +348,8 @@ class Runner:
         if state.status == "stale":
             log.info("stage %d (%s) is stale: %s", stage.number, stage.name, "; ".join(state.reasons))
         log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
+        self._stage = stage
+        last_run.begin_stage(self.paths.target_dir, stage.number, stage.name)
         began = time.time()
         training = stage.role == "train"
         if redo:

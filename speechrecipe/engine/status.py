@@ -5,6 +5,7 @@ import json
 import socket
 from pathlib import Path
 
+from speechrecipe.engine import last_run
 from speechrecipe.engine.checkpoint import list_checkpoints
 from speechrecipe.engine.figures import kind_of, show_interval, show_named
 from speechrecipe.engine.records import StageRecord
@@ -30,7 +31,7 @@ def describe_status(target_dir: Path) -> str:
     if not records:
         lines.append("  no stage has finished yet")
     live = _lock_line(target_dir / ".lock")
-    lines.append(live[1])
+    lines += _run_lines(live, last_run.read(target_dir))
     events = read_events(target_dir / "train_log.jsonl")
     state = progress(events)
     if state is not None:
@@ -67,16 +68,31 @@ def result_line(row: dict) -> str:
     return line
 
 
-def _lock_line(lock: Path) -> tuple[bool, str]:
-    """(a live process holds the lock, a line saying so)."""
+def _lock_line(lock: Path) -> tuple[bool, str, int | None]:
+    """(a live process holds the lock, a line saying so, its pid)."""
     holder = read_holder(lock)
     if holder is None:
-        return False, "run: none live (no lock)"
+        return False, "run: none live (no lock)", None
     if holder.host != socket.gethostname():
-        return False, f"run: locked by pid {holder.pid} on host {holder.host} (cannot check from here)"
+        return False, f"run: locked by pid {holder.pid} on host {holder.host} (cannot check from here)", None
     if holder.alive():
-        return True, f"run: live (pid {holder.pid})"
-    return False, f"run: none live (the lock's pid {holder.pid} is no longer running)"
+        return True, f"run: live (pid {holder.pid})", holder.pid
+    return False, f"run: none live (the lock's pid {holder.pid} is no longer running)", None
+
+
+def _run_lines(live: tuple[bool, str, int | None], last: dict | None) -> list[str]:
+    """The lock's line, with the stage a live run is in; how the last run that ran a stage ended, unless it finished."""
+    alive, line, pid = live
+    if last is None:
+        return [line]
+    stage = f"stage {last['stage']} ({last.get('name', '?')})"
+    if last.get("state") == "running" and alive and last.get("pid") == pid:
+        return [f"{line}, in {stage}"]
+    if last.get("state") == "running" and not alive:  # SIGKILL, out of memory, a power cut: nothing was written
+        return [line, f"last run: stopped during {stage} without a word (killed?); run the same command again to resume"]
+    if last.get("state") in ("failed", "interrupted") and not alive:
+        return [line, f"last run: {last.get('summary') or last['state']}"]
+    return [line]
 
 
 def _progress_line(state: Progress, live: bool) -> str:

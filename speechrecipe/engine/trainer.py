@@ -30,6 +30,7 @@ from speechrecipe.engine import distributed
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.data.prefetch import Prefetch
 from speechrecipe.errors import Interrupted, RunFailure
+from speechrecipe.fileio import naming
 from speechrecipe.progress import progress
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ class Trainer:
         if not self.world.main:
             return
         event = {"event": kind, "step": self.state.step, "time": round(time.time(), 3), **fields}
-        with open(self.paths.train_log, "a") as handle:
+        with naming(self.paths.train_log), open(self.paths.train_log, "a") as handle:
             handle.write(json.dumps(event) + "\n")
         if self.tensorboard is not None:
             self.tensorboard.write(event)

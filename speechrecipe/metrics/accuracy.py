@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from speechrecipe.fileio import atomic_open
+from speechrecipe.fileio import atomic_open, write_figure
 
 
 def _check_pair(predictions: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,4 +103,4 @@ def plot_confusion(matrix: Tensor, class_names: Sequence[str], path: Path) -> No
                 color = "white" if fraction > 0.5 else "black"
                 ax.text(col, row, f"{int(count)}", ha="center", va="center", fontsize=8, color=color)
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=100)
+    write_figure(fig, path)

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from speechrecipe.fileio import write_figure
 from speechrecipe.metrics.eer import eer_index
 
 _TICKS_PERCENT = (0.1, 0.5, 1, 2, 5, 10, 20, 40)
@@ -60,4 +61,4 @@ def plot_det(curves: dict[str, tuple[Tensor, Tensor]], path: Path, title: str = 
     ax.grid(True, linewidth=0.4)
     ax.legend(loc="upper right")
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=100)
+    write_figure(fig, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from speechrecipe.data.rttm import Segment
+from speechrecipe.fileio import write_figure
 
 
 def plot_activity(reference: list[Segment], hypothesis: list[Segment], duration: float, path: Path, title: str) -> None:
@@ -21,5 +22,5 @@ def plot_activity(reference: list[Segment], hypothesis: list[Segment], duration:
     ax.set_yticks(range(len(rows)), [f"{side} {speaker}" for side, speaker in reversed(rows)])
     ax.set(xlim=(0, duration), xlabel="seconds", title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_figure(fig, path)
     plt.close(fig)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPEAKER_ORDER = "speaker_order.json"
+MINI_FOLDER = "mini_corpus"  # in the cache: one folder per mini corpus (named by its settings)
 
 
 class Diarization(Recipe):
@@ -52,7 +53,8 @@ class Diarization(Recipe):
                    "evaluate.collar_secs", "evaluate.tune")
 
     def prepare_corpus_cached(self) -> list[Path]:
-        """The mini corpus is built first when dataset_root is null."""
+        """The mini corpus is built first when dataset_root is null (stage 0 runs in the run's turn on the cache:
+        engine/cache.py)."""
         if self.conf.prepare_data.dataset_root is None:
             self.build_mini_corpus()
         return super().prepare_corpus_cached()
@@ -202,16 +204,22 @@ class Diarization(Recipe):
         if self.conf.prepare_data.dataset_root is None:
             from speechrecipe.fileio import digest
 
-            return self.paths.cache_root / "mini_corpus" / digest(OmegaConf.to_container(self.conf.prepare_data.mini, resolve=True))
+            return self.paths.cache_root / MINI_FOLDER / digest(OmegaConf.to_container(self.conf.prepare_data.mini, resolve=True))
         return super().dataset_root
+
+    def shared_cache_folders(self) -> list[str]:
+        return [MINI_FOLDER] if self.conf.prepare_data.dataset_root is None else []
 
     def build_mini_corpus(self) -> Path:
         from speechrecipe.data.corpora.mini_diarization import MiniSpec, build_mini_corpus
+        from speechrecipe.engine.cache import building
 
         m = self.conf.prepare_data.mini
         spec = MiniSpec(seed=m.seed, recordings=dict(m.recordings), utterances_per_recording=m.utterances_per_recording,
                         overlap_ratio=m.overlap_ratio, pause_secs=tuple(m.pause_secs))
-        return build_mini_corpus(Path(str(m.source)).expanduser(), self.dataset_root, spec)
+        # several prepared folders (other prepare_data settings) may read one mini corpus: built once among them too
+        with building(self.paths.cache_root, f"{MINI_FOLDER}.{self.dataset_root.name}"):
+            return build_mini_corpus(Path(str(m.source)).expanduser(), self.dataset_root, spec)
 
     def diarize(self, task, split: str) -> dict[str, "np.ndarray"]:
         """{recording: speaker probabilities [frames, num_speakers]} of a split, by overlapping chunks."""

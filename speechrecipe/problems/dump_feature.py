@@ -23,6 +23,7 @@ from speechrecipe.nn.catalog import SSL, SSL_SAMPLE_RATE, UPSTREAM_NAMES
 from speechrecipe.engine.problem import stage
 from speechrecipe.engine.recipe import PreparesCorpus
 from speechrecipe.errors import ConfigError, DataError
+from speechrecipe.progress import progress
 
 if TYPE_CHECKING:
     import torch
@@ -199,8 +200,6 @@ class DumpFeature(PreparesCorpus):
 
     def dump_share(self, shards: list[list[dict]], plan: str, folder: Path, upstream) -> None:
         """This process's shards (k ≡ rank mod world size) not yet done under `plan`."""
-        from tqdm import tqdm
-
         from speechrecipe.data.feature_dump import dump_shard
         from speechrecipe.data.feature_shards import finished_shard
         from speechrecipe.engine import distributed
@@ -210,7 +209,7 @@ class DumpFeature(PreparesCorpus):
         todo = [k for k in mine if finished_shard(folder, k, plan) is None]
         log.info("%d shards of %d utterances; this process dumps %d (%d already done)",
                  len(shards), sum(map(len, shards)), len(todo), len(mine) - len(todo))
-        for k in tqdm(todo, desc=f"dump (rank {world.rank})" if world.distributed else "dump", unit="shard"):
+        for k in progress(todo, desc=f"dump (rank {world.rank})" if world.distributed else "dump", unit="shard"):
             timing = dump_shard(shards[k], k, folder, upstream, str(c.dtype), float(c.batch_secs),
                                 int(self.conf.prepare_data.sample_rate), plan, self.device)
             self.write_timing(k, {**timing, "rank": world.rank})

@@ -146,10 +146,26 @@ def _check_segments(folder: Path, rows: dict[str, dict]) -> None:
             raise DataError(f"{folder / 'segments'}:{number}: utterance {utt} is not in utt2spk")
         listed[recording].append((float(start), float(end), speaker_of[utt]))
     for recording, row in rows.items():
+        _check_speakers(folder, recording, {s for *_, s in listed.get(recording, [])}, {s for *_, s in row["segments"]})
         disagreement = _disagreement(listed.get(recording, []), [tuple(s) for s in row["segments"]])
         if disagreement:
             raise DataError(f"{folder / 'segments'}: recording {recording}: segments/utt2spk and rttm disagree "
                             f"({disagreement}); regenerate one from the other")
+
+
+def _check_speakers(folder: Path, recording: str, listed: set[str], reference: set[str]) -> None:
+    """The same speakers in segments/utt2spk as in the rttm, each named where it is missing (before the
+    speech per speaker is compared, which would name whichever speaker sorts first)."""
+    if reference - listed:
+        speaker = sorted(reference - listed)[0]
+        raise DataError(f"{folder / 'rttm'}: recording {recording}: speaker {speaker} is in the rttm but not in "
+                        f"{folder / 'utt2spk'} for any utterance of this recording (there: "
+                        f"{', '.join(sorted(listed)) or 'no speaker'}); fix the speaker id in one of them")
+    if listed - reference:
+        speaker = sorted(listed - reference)[0]
+        raise DataError(f"{folder / 'utt2spk'}: recording {recording}: speaker {speaker} is in utt2spk for an utterance "
+                        f"of this recording but not in {folder / 'rttm'} (there: {', '.join(sorted(reference))}); "
+                        "fix the speaker id in one of them")
 
 
 def _disagreement(listed: list[Segment], reference: list[Segment]) -> str:

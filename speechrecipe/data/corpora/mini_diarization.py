@@ -14,6 +14,7 @@ the utterances' extents. python -m speechrecipe.data.corpora.mini_diarization OU
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import soundfile as sf
 
 from speechrecipe.data.rttm import Segment, overlap_secs, rttm_lines, speech_by_speaker
 from speechrecipe.errors import DataError
+from speechrecipe.fileio import naming
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,13 @@ def build_mini_corpus(source: Path, out: Path, spec: MiniSpec) -> Path:
         raise DataError(f"prepare_data.mini.source: {source} does not exist (the bundled mini LibriSpeech)")
     partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    summary = {split: _build_split(source / SOURCE_SPLITS[split], partial, split, count, spec)
-               for split, count in spec.recordings.items()}
-    (partial / DONE).write_text(json.dumps({"spec": asdict(spec), "splits": summary}, indent=1))
+    try:
+        summary = {split: _build_split(source / SOURCE_SPLITS[split], partial, split, count, spec)
+                   for split, count in spec.recordings.items()}
+        _write(partial / DONE, json.dumps({"spec": asdict(spec), "splits": summary}, indent=1).encode())
+    except BaseException:  # a full disk, Ctrl-C: no half-built copy is left to fill it
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     try:
         os.rename(partial, out)
     except OSError:  # another process finished first: keep its copy
@@ -66,6 +72,11 @@ def build_mini_corpus(source: Path, out: Path, spec: MiniSpec) -> Path:
             raise
     log.info("built the mini diarization corpus in %s: %s", out, json.dumps(summary))
     return out
+
+
+def _write(path: Path, data: bytes) -> None:
+    with naming(path):  # a full disk names the file
+        path.write_bytes(data)
 
 
 def _speakers(split_dir: Path) -> dict[str, list[Path]]:
@@ -91,7 +102,9 @@ def _build_split(split_dir: Path, root: Path, split: str, count: int, spec: Mini
         recording = f"{split}_{index:04d}"
         pair = rng.sample(names, 2)
         audio, segments = _mix([speakers[s] for s in pair], pair, rng, spec)
-        sf.write(wav_dir / f"{recording}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+        wav = io.BytesIO()
+        sf.write(wav, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")  # libsndfile would not name the file it failed on
+        _write(wav_dir / f"{recording}.wav", wav.getvalue())
         duration = len(audio) / SAMPLE_RATE
         files["wav.scp"].append(f"{recording} wav/{split}/{recording}.wav\n")
         files["reco2dur"].append(f"{recording} {duration:.4f}\n")
@@ -105,7 +118,7 @@ def _build_split(split_dir: Path, root: Path, split: str, count: int, spec: Mini
         speech, overlap = speech + speech_secs, overlap + overlap_secs
     files["spk2utt"] = [f"{s} {' '.join(sorted(u))}\n" for s, u in sorted(spk2utt.items())]
     for name, lines in files.items():
-        (data / name).write_text("".join(sorted(lines) if name != "rttm" else lines))
+        _write(data / name, "".join(sorted(lines) if name != "rttm" else lines).encode())
     return {"recordings": count, "speakers": len(names), "speech_secs": round(speech, 2),
             "overlapped_share_of_speech": round(overlap / max(speech, 1e-9), 4)}
 
