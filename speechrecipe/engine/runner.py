@@ -57,11 +57,8 @@ class Runner:
         self.stages = problem.stages()
         self._digests: dict[tuple, str] = {}
         self._training = False  # inside the training stage (torchrun: every rank is in it)
-<<<<<<< HEAD
         self._command_saved = False  # experiment.json has this run's command
-=======
         self._stage: Stage | None = None  # the stage this run began last
->>>>>>> crash2
 
     def digest(self, path: Path) -> str:
         """sha256 of a file, computed once per version (path, size, mtime) during this run:

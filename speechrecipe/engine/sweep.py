@@ -241,8 +241,7 @@ def _plot(path: Path, done: list[Member], valid: dict) -> None:
         if len(others) > 1:
             panel.legend(fontsize="small")
     fig.tight_layout()
-    from speechrecipe.fileio import atomic_open
+    from speechrecipe.fileio import write_figure
 
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
+    write_figure(fig, path)
     plt.close(fig)
