@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # e.g. `make install TORCH="torch torchaudio"`.
 TORCH ?= torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast test-slurm bench clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ test: install
 # The unit tests without end-to-end recipe runs (marker e2e, see tests/conftest.py): under a minute.
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"
+
+# recipes/slurm/ against a real single-node Slurm started by the test (root, slurm-wlm and munge: .ci/run installs them).
+test-slurm: install
+	$(BIN)/python -m pytest tests/test_slurm.py
 
 # Benchmarks behind bench/RESULTS.md (about 20 minutes on 2 cores; run on a quiet machine).
 bench: install
