@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from speechrecipe import preemption
 from speechrecipe.fileio import file_digest
 from speechrecipe.engine import checkpoint as ckpt
 from speechrecipe.engine.trainer import move_to
@@ -91,6 +92,7 @@ def run_pairs(
                 for name, why in undefined.items():
                     log.warning("%s on %s: %s is undefined: %s", ref.name, test_set, name, why)
             written.append(path)
+            preemption.stop_point(f"in stage 3 after the result of {ref.name} on {test_set}")
     return written
 
 
