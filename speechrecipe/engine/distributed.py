@@ -111,13 +111,26 @@ def gather(value: Any) -> list[Any] | None:
     return out
 
 
-def maxima(values: list[int], device: Any = "cpu") -> list[int]:
+def all_gather(value: Any) -> list[Any]:
+    """Every rank's `value`, in rank order, on every rank."""
+    if not _active():
+        return [value]
+    import torch.distributed as dist
+
+    out = [None] * world().size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def maxima(values: list[int], device: Any = None) -> list[int]:
     """Element-wise maxima over ranks (flags, signal numbers): one all-reduce for several answers."""
     if not _active():
         return values
     import torch
     import torch.distributed as dist
 
+    if device is None:  # nccl reduces GPU tensors only
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     box = torch.tensor(values, dtype=torch.int64, device=device)
     dist.all_reduce(box, op=dist.ReduceOp.MAX)
     return [int(v) for v in box.tolist()]
