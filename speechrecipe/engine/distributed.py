@@ -2,8 +2,9 @@
 
 `torchrun --nproc-per-node N -m speechrecipe run ...` starts N copies of the same command with
 RANK, WORLD_SIZE and LOCAL_RANK set. Rank 0 does everything a single process does (the lock,
-the records, stages 0, 1, 3 and 4, checkpoints, logs); every rank trains, each on its own shard
-of the batches, with gradients averaged by DistributedDataParallel. Without torchrun every
+the records, stages 0, 1 and 4, checkpoints, logs); every rank evaluates its share of stage 3
+(engine/pairs.py) and trains, each on its own shard of the batches, with gradients averaged by
+DistributedDataParallel. Without torchrun every
 function here is a no-op for a world of one. Imports torch only when a group is started.
 """
 from __future__ import annotations

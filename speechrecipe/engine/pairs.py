@@ -110,7 +110,7 @@ def run_pairs(
     for index in todo[len(alone):]:
         SHARD.rank, SHARD.size = world.rank, world.size
         try:
-            lines.append(pairs.evaluate(index, evaluate_pair, write=world.main))
+            pairs.evaluate(index, evaluate_pair, write=world.main)  # rank 0 logs its result
         finally:
             SHARD.rank, SHARD.size = 0, 1
         done += 1
@@ -193,7 +193,7 @@ def _agree_on_stop(world, where: str) -> None:
 
 
 def _log_ranks(gathered: list[tuple[int, int, list[str]]] | None) -> None:
-    """Rank 0: what each rank did, and the results of the pairs other ranks evaluated alone."""
+    """Rank 0: the results of the pairs other ranks evaluated alone, and what each rank did."""
     if gathered is None:
         return
     for rank, (_, _, lines) in enumerate(gathered):

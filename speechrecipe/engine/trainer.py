@@ -148,6 +148,7 @@ class Trainer:
         self.model: torch.nn.Module = task
         self.agreed_stop: int = 0  # torchrun: the signal every rank stops for (WALL: train.max_wall_secs)
         self.max_wall_secs = conf.get("max_wall_secs")
+        self.saved_step: int | None = None  # the step of the last checkpoint this process saved
         self.tensorboard = None  # engine/tensorboard.py's log, with train.tensorboard on rank 0
         # modules that change with training progress (an upstream that starts fine-tuning) hear each update's number
         self.step_listeners = [m for m in task.modules() if callable(getattr(m, "set_training_step", None))]
@@ -189,6 +190,7 @@ class Trainer:
             ckpt.save_step(state, self.paths.checkpoints, self.state.step, int(self.conf.keep_num_ckpts or 0))
             self.event("save", seconds=time.perf_counter() - began)
         distributed.barrier()  # no rank runs ahead of a checkpoint that may yet fail to write
+        self.saved_step = self.state.step
 
     def restore(self) -> Path | None:
         """Load the latest checkpoint (or train.resume_ckpt_dir's) into everything; its path, or None."""
@@ -346,7 +348,8 @@ class Trainer:
         reason = f"train.max_wall_secs={self.max_wall_secs}" if why == WALL else signal.Signals(why).name
         if self.world.main:
             log.warning("stopping for %s: saving the checkpoint of step %d", reason, self.state.step)
-        self.save()
+        if self.saved_step != self.state.step:  # this update's regular save may have just written it
+            self.save()
         saved = ckpt.step_path(self.paths.checkpoints, self.state.step)
         if self.world.main:
             log.warning("saved %s for %s in %.2f s", saved, reason, time.perf_counter() - began)
