@@ -9,8 +9,9 @@ whole process group ends in one clean stop, made by the main process. Where the 
 - stage 3 (engine/pairs.py) stops after the result of the pair it is on;
 - any other stage stops after its current atomic write (fileio.atomic_open calls `after_write`), and the runner
   stops before starting the next stage.
-A second signal while the stop is under way is logged and ignored (a second Ctrl-C raises KeyboardInterrupt, which
-removes the temporary file being written and leaves every complete one as it was). Imports no torch.
+A second signal while the stop is under way is logged and ignored. Ctrl-C (SIGINT) is the user's: outside training
+it raises KeyboardInterrupt at once, as does a second Ctrl-C in training (a temporary file being written is removed;
+every complete one stays as it was). Imports no torch.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class _State:
     owner: int | None = None  # pid of the process whose handler acts; forked children ignore signals
     received: int | None = None
     armed: str | None = None  # the stage whose atomic writes are stop points (None: no stage is)
+    training: bool = False  # Ctrl-C too waits for a safe point (elsewhere it interrupts at once, as it always did)
 
 
 def handling() -> contextlib.AbstractContextManager:
@@ -57,6 +59,8 @@ def _handler(signum: int, _frame) -> None:
     if os.getpid() != _State.owner:  # a forked worker: the main process decides when to stop
         return
     name = signal.Signals(signum).name
+    if signum == signal.SIGINT and not _State.training and _State.received in (None, signal.SIGINT):
+        raise KeyboardInterrupt  # outside training Ctrl-C stops at once: every file is written atomically anyway
     if _State.received is None:
         _State.received = signum
         log.warning("received %s: stopping at the next safe point (after this update or this write)", name)
@@ -64,6 +68,16 @@ def _handler(signum: int, _frame) -> None:
         raise KeyboardInterrupt  # Ctrl-C twice: stop now (a file being written is left as its .tmp, then removed)
     else:
         log.warning("received %s again while stopping: ignored; the save under way is completed", name)
+
+
+@contextlib.contextmanager
+def training() -> Iterator[None]:
+    """Within, the first Ctrl-C also waits for the trainer's safe point (and saves there)."""
+    _State.training = True
+    try:
+        yield
+    finally:
+        _State.training = False
 
 
 def received() -> int | None:

@@ -41,6 +41,17 @@ def test_writes_outside_an_armed_stage_are_not_stop_points(tmp_path):
             preemption.stop_point("before stage 3 (evaluate)")
 
 
+def test_ctrl_c_interrupts_at_once_outside_training_and_waits_for_the_update_in_it():
+    with preemption.handling():
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs as os.kill returns
+    with preemption.handling(), preemption.training():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.received() == signal.SIGINT  # the trainer saves after this update, then raises
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C: at once
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 def test_a_forked_process_ignores_the_signal_its_parent_handles():
     with preemption.handling():
         pid = os.fork()

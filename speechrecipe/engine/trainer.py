@@ -293,7 +293,7 @@ class Trainer:
 
             self.tensorboard = TensorBoardLog(self.paths.tensorboard, self.paths.train_log, self.state.step)
         try:
-            with preemption.handling():
+            with preemption.handling(), preemption.training():
                 if resumed is not None:
                     batches = self._timed_first_batch(batches, began, resumed, restored)
                 self._loop(batches, total)
