@@ -26,12 +26,22 @@ class RunFailure(SpeechRecipeError):
     exit_code = 1
 
 
+# "Stopped early, every file complete: run the same command again" (sysexits.h's EX_TEMPFAIL), after SIGUSR1,
+# SIGTERM or train.max_wall_secs: a batch script requeues the job on it (README, "Preemption").
+REQUEUE_EXIT = 75
+
+
 class Interrupted(SpeechRecipeError):
-    """SIGINT/SIGTERM arrived; a checkpoint was saved. exit_code is 128 + signal number."""
+    """A signal (or train.max_wall_secs) stopped the run at a safe point (speechrecipe/preemption.py).
+
+    exit_code: 130 after Ctrl-C (SIGINT: the user stopped it), else REQUEUE_EXIT."""
 
     def __init__(self, message: str, signum: int):
+        import signal
+
         super().__init__(message)
-        self.exit_code = 128 + signum
+        self.signum = signum
+        self.exit_code = 128 + signal.SIGINT if signum == signal.SIGINT else REQUEUE_EXIT
 
 
 def describe(err: BaseException) -> str:

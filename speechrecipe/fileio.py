@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from speechrecipe import preemption
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -> Iterator[IO]:
@@ -36,6 +38,7 @@ def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -
         if os.path.lexists(tmp):
             tmp.unlink()
     fsync_dir(path.parent)  # the rename itself survives a power cut
+    preemption.after_write(path)  # a stage that a signal asked to stop stops here, with this file complete
 
 
 @contextmanager

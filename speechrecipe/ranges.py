@@ -117,6 +117,7 @@ RANGES: dict[str, str] = {
     "train.seed": "[0, 4294967295]",
     "train.keep_num_ckpts": COUNT0,  # 0 keeps all
     "train.max_nonfinite_updates": COUNT,
+    "train.max_wall_secs": f"{POSITIVE} or null",
     "train.num_workers": COUNT0,
     "train.prefetch_batches": COUNT0,
     # evaluation (stage 3)

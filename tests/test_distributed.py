@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from speechrecipe.errors import REQUEUE_EXIT
 
 from helpers import TINY, assert_identical, final_state, wait_for
 
@@ -54,7 +57,7 @@ def reference(tmp_path_factory) -> Path:
 def test_two_processes_train_on_their_shards_and_rank_0_does_the_rest(reference, tmp_path):
     log = (reference / "log.txt").read_text()
     assert "training on 2 processes (torchrun)" in log
-    assert (reference / "results" / "results.json").is_file()  # stages 3-4 ran (on rank 0)
+    assert (reference / "results" / "results.json").is_file()  # stages 3-4 ran
     state = final_state(reference, STEPS)
     assert len(state["rng_ranks"]) == 2 and not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
     single = tmp_path / "single"
@@ -104,6 +107,48 @@ def test_sigterm_to_torchrun_saves_one_checkpoint_and_resumes_bit_identical(refe
     result = run(tmp_path, "--stop", "2")
     assert result.returncode == 0, result.stderr
     assert_identical(final_state(tmp_path, STEPS), final_state(reference, STEPS))
+
+
+def stop_and_resume(reference: Path, target: Path, deliver, env: dict | None = None) -> str:
+    """Start a torchrun job, deliver SIGUSR1 at a random update with `deliver(agent)`, expect one save at a step
+    every rank agreed on, resume, compare with the uninterrupted run; the stopped job's stderr."""
+    process = subprocess.Popen(torchrun(target, "--stop", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, **(env or {})})
+    rng = random.Random(str(target))
+    step = rng.choice([8, 12, 16])
+    wait_for(lambda: (target / "checkpoints" / f"step-{step}.ckpt").is_file(), process)
+    time.sleep(rng.uniform(0.0, 0.05))
+    deliver(process)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0, stderr  # torchrun's own code for a worker that exited non-zero
+    stopped_at = int(stderr.split("stopped by SIGUSR1 at step ")[1].split(";")[0])
+    assert stopped_at < STEPS and (target / "checkpoints" / f"step-{stopped_at}.ckpt").is_file()
+    events = [json.loads(line) for line in (target / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "stop"] == [stopped_at]
+    result = run(target, "--stop", "2")
+    assert result.returncode == 0, result.stderr
+    assert_identical(final_state(target, STEPS), final_state(reference, STEPS))
+    return stderr
+
+
+@pytest.mark.e2e
+def test_sigusr1_forwarded_by_torchrun_saves_once_and_resumes_bit_identical(reference, tmp_path):
+    """torchrun forwards SIGUSR1 only when told to (README, Preemption): --signals-to-handle, or its variable
+    PET_SIGNALS_TO_HANDLE; torch before that option read TORCHELASTIC_SIGNALS_TO_HANDLE."""
+    signals = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+    stop_and_resume(reference, tmp_path, lambda agent: agent.send_signal(signal.SIGUSR1),
+                    env={"PET_SIGNALS_TO_HANDLE": signals, "TORCHELASTIC_SIGNALS_TO_HANDLE": signals})
+
+
+@pytest.mark.e2e
+def test_sigusr1_to_the_workers_process_groups_saves_once_and_resumes_bit_identical(reference, tmp_path):
+    """As Slurm signals every process of a job step: each worker's session (torchrun starts one per worker)."""
+    def deliver(agent: subprocess.Popen) -> None:
+        for pid in children(agent.pid):
+            os.killpg(pid, signal.SIGUSR1)
+
+    stderr = stop_and_resume(reference, tmp_path, deliver)
+    assert f"exitcode  : {REQUEUE_EXIT}" in stderr  # torchrun exits 1; its summary names the workers' code
 
 
 @pytest.mark.e2e

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from speechrecipe.errors import REQUEUE_EXIT
+
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 QUICK = ("-c", str(TINY), "train.total_steps=4", "train.save_step=2", "train.eval_step=4")
 
@@ -85,7 +87,7 @@ def test_clear_cache_leaves_the_folder_a_live_run_uses(cli, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert proc.returncode == REQUEUE_EXIT, stderr
     assert "FileNotFoundError" not in stderr and "Traceback" not in stderr
 
 

@@ -50,6 +50,7 @@ class EpochBatchSampler:
         self.seed, self.batch_size, self.max_batch_length = seed, batch_size, max_batch_length
         self.shuffle, self.drop_last, self.weights = shuffle, drop_last, weights
         self.bucket_batches, self.bucket, self.rank, self.world_size = bucket_batches, bucket, rank, world_size
+        self.complete = False  # shard(): keep the batches left over after equal shares
         self._cache: dict[int, list[list[Key]]] = {}
 
     def _order(self, rng: random.Random) -> list[int]:
@@ -105,16 +106,18 @@ class EpochBatchSampler:
             for batch in batches:
                 keyed.append([(i, sample_seed(self.seed, epoch, slot + j)) for j, i in enumerate(batch)])
                 slot += len(batch)
-            usable = len(keyed) - len(keyed) % self.world_size if self.world_size > 1 else len(keyed)
+            even = self.world_size > 1 and not self.complete
+            usable = len(keyed) - len(keyed) % self.world_size if even else len(keyed)
             cached = keyed[self.rank : usable : self.world_size]
             # Keep two epochs: the loader prefetches the next while the trainer counts this one.
             self._cache = {**{e: b for e, b in self._cache.items() if e == epoch - 1}, epoch: cached}
         return cached
 
-    def shard(self, rank: int, world_size: int) -> "EpochBatchSampler":
-        """The same batches, this rank's share of them (every world_size-th, equal counts per rank)."""
+    def shard(self, rank: int, world_size: int, complete: bool = False) -> "EpochBatchSampler":
+        """The same batches, this rank's share of them (every world_size-th): equal counts per rank (training),
+        or, `complete`, every batch on some rank (evaluation)."""
         shard = copy.copy(self)
-        shard.rank, shard.world_size, shard._cache = rank, world_size, {}
+        shard.rank, shard.world_size, shard.complete, shard._cache = rank, world_size, complete, {}
         return shard
 
     def num_batches(self, epoch: int) -> int:

@@ -6,9 +6,11 @@ import logging
 import multiprocessing
 import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
+from speechrecipe import preemption
 from speechrecipe.data.audio import AudioInfo, probe_audio
 from speechrecipe.data.tsv import write_tsv
 from speechrecipe.errors import DataError
@@ -85,11 +87,18 @@ def probe_files(
         # enough that the bar moves and both workers finish together.
         size = max(64, min(2000, len(paths_str) // (num_workers * 16)))
         chunks = [paths_str[i : i + size] for i in range(0, len(paths_str), size)]
-        # fork: workers inherit the imported modules, so start-up costs milliseconds.
-        with multiprocessing.get_context("fork").Pool(num_workers) as pool:
-            for chunk_infos in pool.imap(probe_chunk, chunks):
+        # fork: workers inherit the imported modules, so start-up costs milliseconds. They ignore the signals a
+        # cluster sends the whole process group (this process stops the stage; speechrecipe/preemption.py); an
+        # executor, unlike multiprocessing.Pool, is shut down without signalling its workers.
+        pool = ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=preemption.ignore_signals)
+        try:
+            for chunk_infos in pool.map(probe_chunk, chunks):
                 infos.extend(chunk_infos)
                 bar.update(len(chunk_infos))
+                preemption.poll(f"while {desc}")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return infos
 
 

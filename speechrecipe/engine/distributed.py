@@ -2,8 +2,9 @@
 
 `torchrun --nproc-per-node N -m speechrecipe run ...` starts N copies of the same command with
 RANK, WORLD_SIZE and LOCAL_RANK set. Rank 0 does everything a single process does (the lock,
-the records, stages 0, 1, 3 and 4, checkpoints, logs); every rank trains, each on its own shard
-of the batches, with gradients averaged by DistributedDataParallel. Without torchrun every
+the records, stages 0, 1 and 4, checkpoints, logs); every rank evaluates its share of stage 3
+(engine/pairs.py) and trains, each on its own shard of the batches, with gradients averaged by
+DistributedDataParallel. Without torchrun every
 function here is a no-op for a world of one. Imports torch only when a group is started.
 """
 from __future__ import annotations
@@ -111,13 +112,26 @@ def gather(value: Any) -> list[Any] | None:
     return out
 
 
-def maxima(values: list[int], device: Any = "cpu") -> list[int]:
+def all_gather(value: Any) -> list[Any]:
+    """Every rank's `value`, in rank order, on every rank."""
+    if not _active():
+        return [value]
+    import torch.distributed as dist
+
+    out = [None] * world().size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def maxima(values: list[int], device: Any = None) -> list[int]:
     """Element-wise maxima over ranks (flags, signal numbers): one all-reduce for several answers."""
     if not _active():
         return values
     import torch
     import torch.distributed as dist
 
+    if device is None:  # nccl reduces GPU tensors only
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     box = torch.tensor(values, dtype=torch.int64, device=device)
     dist.all_reduce(box, op=dist.ReduceOp.MAX)
     return [int(v) for v in box.tolist()]

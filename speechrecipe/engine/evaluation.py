@@ -46,8 +46,12 @@ class EvaluationStages:
         from speechrecipe.data.dataset import make_loader
         from speechrecipe.data.sampler import EpochBatchSampler
 
+        from speechrecipe.engine.pairs import SHARD
+
         budget = int(batch_secs * dataset.preprocessor.inputs_per_second)
         sampler = EpochBatchSampler(dataset.lengths(), seed=0, max_batch_length=budget, shuffle=False)
+        if SHARD.size > 1:  # stage 3 under torchrun: this rank's share of the one-process batches
+            sampler = sampler.shard(SHARD.rank, SHARD.size, complete=True)
         return make_loader(dataset, sampler, self.num_workers)
 
     def evaluate_checkpoints(self) -> list[Path]:
@@ -64,6 +68,7 @@ class EvaluationStages:
     def evaluate_pairs(self, conf: DictConfig, test_sets: list[str], evaluate_pair) -> list[Path]:
         """Every chosen checkpoint × test set; finished pairs are kept across interruptions."""
         from speechrecipe.fileio import file_digest
+        from speechrecipe.engine import distributed
         from speechrecipe.engine.allocator import keep_freed_memory
         from speechrecipe.engine.pairs import choose_checkpoints, run_pairs
 
@@ -73,7 +78,8 @@ class EvaluationStages:
         key = {"evaluate": digest(self.evaluation_settings())}
         inputs = {t: digest([file_digest(p) for p in self.test_set_files(t)]) for t in test_sets}
         written = run_pairs(checkpoints, test_sets, self.paths.evaluation, key, evaluate_pair, inputs)
-        atomic_write_json(self.paths.evaluation / "latest.json", [str(p) for p in written])
+        if distributed.world().main:  # under torchrun every rank evaluates (engine/pairs.py)
+            atomic_write_json(self.paths.evaluation / "latest.json", [str(p) for p in written])
         return written
 
     def evaluation_settings(self) -> dict[str, Any]:

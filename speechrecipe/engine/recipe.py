@@ -46,7 +46,7 @@ class Recipe(PreparesCorpus):
     def train_stage(self) -> None:
         self.train_model()
 
-    @stage(3, "evaluate", "evaluate each chosen checkpoint on each test set", role="evaluate")
+    @stage(3, "evaluate", "evaluate each chosen checkpoint on each test set", role="evaluate", all_ranks=True)
     def evaluate_stage(self) -> list[Path]:
         return self.evaluate_checkpoints()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from speechrecipe import config as cfglib
+from speechrecipe import preemption
 from speechrecipe.engine import cache, distributed, last_run
 from speechrecipe.fileio import atomic_write_json, digest, file_digest
 from speechrecipe.engine.checkpoint import list_checkpoints
@@ -233,10 +234,11 @@ class Runner:
     def run(self, start: int, stop: int, clear_cache: bool = False) -> None:
         self.check_range(start, stop)
         world = distributed.world()
-        if not world.distributed:
-            return self._run_main(start, stop, clear_cache)
-        distributed.start(self.problem.device)
-        self._run_main(start, stop, clear_cache) if world.main else self._follow()
+        with preemption.handling():  # SIGUSR1/SIGTERM/Ctrl-C: stop at the next safe point (speechrecipe/preemption.py)
+            if not world.distributed:
+                return self._run_main(start, stop, clear_cache)
+            distributed.start(self.problem.device)
+            self._run_main(start, stop, clear_cache) if world.main else self._follow()
         distributed.stop()  # only after success: see distributed.exit_after_failure
 
     def _run_main(self, start: int, stop: int, clear_cache: bool) -> None:
@@ -270,7 +272,8 @@ class Runner:
         if self._stage is not None:
             last_run.end(self.paths.target_dir, "interrupted" if isinstance(error, Interrupted) else "failed", summary)
         if not self._training:  # the other ranks wait for the next message
-            distributed.broadcast({"failed": str(error)})
+            stopped = isinstance(error, Interrupted)
+            distributed.broadcast({"interrupted": error.signum} if stopped else {"failed": str(error)})
 
     def _follow(self) -> None:
         """torchrun ranks > 0: run the training stage (and any all_ranks stage) with rank 0; rank 0 does the rest alone."""
@@ -283,6 +286,8 @@ class Runner:
                 self.problem.run_stage(message["train"])
             elif "failed" in message:
                 raise RunFailure("rank 0 stopped with an error; this rank stops with it")
+            elif "interrupted" in message:
+                raise Interrupted("rank 0 stopped for a signal; this rank stops with it", message["interrupted"])
             else:
                 return
 
@@ -344,6 +349,8 @@ class Runner:
         state = StageState("stale", ["--redo: from scratch"]) if redo else self.state(stage)
         if state.status == "stale":
             log.info("stage %d (%s) is stale: %s", stage.number, stage.name, "; ".join(state.reasons))
+        label = f"stage {stage.number} ({stage.name})"
+        preemption.stop_point(f"before {label}")
         log.info("stage %d (%s): %s", stage.number, stage.name, stage.description)
         self._stage = stage
         last_run.begin_stage(self.paths.target_dir, stage.number, stage.name)
@@ -359,7 +366,10 @@ class Runner:
         if together:
             distributed.broadcast({"train": stage.number})  # the other ranks run this one with rank 0
         self._training = together  # a failure now: the other ranks stop with it (torchrun ends them)
-        files = self.problem.run_stage(stage.number) or []
+        # a signal stops training and evaluation at their own safe points (an update, a pair), any other stage
+        # after its current atomic write
+        with contextlib.nullcontext() if training or stage.role == "evaluate" else preemption.armed(label):
+            files = self.problem.run_stage(stage.number) or []
         self._training = False
         deps = self.deps(stage)
         record = StageRecord(

@@ -21,6 +21,7 @@ RUNTIME_KEYS = (
     "train.valid_metric",
     "train.valid_higher_better",
     "train.max_nonfinite_updates",
+    "train.max_wall_secs",
     "train.find_unused_parameters",
 )
 # Keys that may change while training continues from the latest checkpoint.

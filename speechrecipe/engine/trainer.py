@@ -29,12 +29,14 @@ from speechrecipe.engine import checkpoint as ckpt
 from speechrecipe.engine import distributed
 from speechrecipe.engine.paths import ExperimentPaths
 from speechrecipe.data.prefetch import Prefetch
+from speechrecipe import preemption
 from speechrecipe.errors import Interrupted, RunFailure
 from speechrecipe.fileio import naming
 from speechrecipe.progress import progress
 
 log = logging.getLogger(__name__)
 FORMAT = 1
+WALL = 1000  # the stop reason "train.max_wall_secs passed", above every signal number (a MAX all-reduce prefers it)
 # where a learning-rate scheduler is in its schedule (the rest of its state_dict is the schedule itself)
 SCHEDULER_POSITION = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step")
 
@@ -81,9 +83,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def _ignore_signals_in_worker(_: int) -> None:
-    # Ctrl-C reaches the whole process group; the main process decides when to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Ctrl-C or a cluster's SIGUSR1/SIGTERM reaches the whole process group; the main process decides when to stop.
+    preemption.ignore_signals()
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -138,7 +139,6 @@ class Trainer:
         self.device, self.num_workers, self.validate = torch.device(device), num_workers, validate
         self.run_id = run_id  # identifies the config this training follows; kept in every checkpoint
         self.state = TrainingState()
-        self.signal: int | None = None
         self.precision = self._precision(str(conf.precision))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.params = [p for p in task.parameters() if p.requires_grad]
@@ -147,7 +147,9 @@ class Trainer:
         if self.world.distributed:
             self.sampler = sampler.shard(self.world.rank, self.world.size)
         self.model: torch.nn.Module = task
-        self.agreed_signal: int | None = None  # torchrun: the signal every rank stops for
+        self.agreed_stop: int = 0  # torchrun: the signal every rank stops for (WALL: train.max_wall_secs)
+        self.max_wall_secs = conf.get("max_wall_secs")
+        self.saved_step: int | None = None  # the step of the last checkpoint this process saved
         self.tensorboard = None  # engine/tensorboard.py's log, with train.tensorboard on rank 0
         # modules that change with training progress (an upstream that starts fine-tuning) hear each update's number
         self.step_listeners = [m for m in task.modules() if callable(getattr(m, "set_training_step", None))]
@@ -189,6 +191,7 @@ class Trainer:
             ckpt.save_step(state, self.paths.checkpoints, self.state.step, int(self.conf.keep_num_ckpts or 0))
             self.event("save", seconds=time.perf_counter() - began)
         distributed.barrier()  # no rank runs ahead of a checkpoint that may yet fail to write
+        self.saved_step = self.state.step
 
     def restore(self) -> Path | None:
         """Load the latest checkpoint (or train.resume_ckpt_dir's) into everything; its path, or None."""
@@ -291,7 +294,7 @@ class Trainer:
 
             self.tensorboard = TensorBoardLog(self.paths.tensorboard, self.paths.train_log, self.state.step)
         try:
-            with self._signals():
+            with preemption.handling(), preemption.training():
                 if resumed is not None:
                     batches = self._timed_first_batch(batches, began, resumed, restored)
                 self._loop(batches, total)
@@ -307,21 +310,6 @@ class Trainer:
         first = next(batches)
         self.event("resume", checkpoint=str(source), restore_s=restored, seconds=time.perf_counter() - began)
         return itertools.chain([first], batches)
-
-    @contextlib.contextmanager
-    def _signals(self):
-        def handler(signum, _frame):
-            if self.signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self.signal = signum
-            log.warning("received %s: saving a checkpoint after this update", signal.Signals(signum).name)
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     def _loop(self, batches, total: int) -> None:
         self.task.train()
@@ -340,18 +328,36 @@ class Trainer:
                     self._count_nonfinite()
                 bar.update(1)
                 self._after_update(window, bar, total)
-                # under torchrun, the signal the ranks agreed on with the last micro-batch's loss
-                stop = self.agreed_signal if self.world.distributed else self.signal
-                if stop is not None:
-                    self.save()
-                    name = signal.Signals(stop).name
-                    raise Interrupted(
-                        f"stopped by {name} at step {self.state.step}; checkpoint saved in "
-                        f"{self.paths.checkpoints}; run the same command again to resume",
-                        stop,
-                    )
+                # under torchrun, what the ranks agreed on with the last micro-batch's loss
+                stop = self.agreed_stop if self.world.distributed else self._stop_wanted()
+                if stop:
+                    self._stop(stop)
         finally:
             bar.close()
+
+    def _stop_wanted(self) -> int:
+        """This process's reason to stop now: a signal's number, WALL past train.max_wall_secs, else 0."""
+        if preemption.received():
+            return preemption.received()
+        if self.max_wall_secs is not None and preemption.elapsed_secs() >= float(self.max_wall_secs):
+            return WALL
+        return 0
+
+    def _stop(self, why: int) -> None:
+        """Save step-N.ckpt at this update (every rank takes part) and leave with the requeue exit code."""
+        began = time.perf_counter()
+        reason = f"train.max_wall_secs={self.max_wall_secs}" if why == WALL else signal.Signals(why).name
+        if self.world.main:
+            log.warning("stopping for %s: saving the checkpoint of step %d", reason, self.state.step)
+        if self.saved_step != self.state.step:  # this update's regular save may have just written it
+            self.save()
+        saved = ckpt.step_path(self.paths.checkpoints, self.state.step)
+        if self.world.main:
+            log.warning("saved %s for %s in %.2f s", saved, reason, time.perf_counter() - began)
+        self.event("stop", reason=reason, seconds=time.perf_counter() - began)
+        raise Interrupted(f"stopped by {reason} at step {self.state.step}; checkpoint saved in "
+                          f"{self.paths.checkpoints}; run the same command again to resume",
+                          signal.SIGTERM if why == WALL else why)
 
     def _advance(self) -> None:
         self.state.position += 1
@@ -386,11 +392,12 @@ class Trainer:
 
     def _agree(self, finite: bool, last: bool) -> bool:
         """torchrun: whether every rank's loss is finite (a rank skipping backward would stall the
-        others) and, with the last micro-batch, whether any rank got a signal: one all-reduce."""
-        pending = (self.signal or 0) if last else 0
+        others) and, with the last micro-batch, whether any rank got a signal or passed train.max_wall_secs
+        (ranks' clocks differ): one all-reduce, so every rank stops after the same update."""
+        pending = self._stop_wanted() if last else 0
         bad, agreed = distributed.maxima([0 if finite else 1, pending], self._collective_device)
         if last:
-            self.agreed_signal = agreed or None
+            self.agreed_stop = agreed
         return not bad
 
     def _forward(self, batch: dict) -> torch.Tensor:

@@ -266,8 +266,12 @@ class Diarization(Recipe):
         configured ones with evaluate.tune.apply false; computed once per set of weights."""
         from speechrecipe.nn.ssl_upstream import state_digest
 
+        from speechrecipe.engine.pairs import SHARD
+
         key = state_digest(task.state_dict())  # tensors and other entries alike (a frozen SSL upstream's digest)
-        if self.__dict__.get("_tuned_for") != key:
+        # torchrun ranks evaluating a pair together all tune (one whose cache held these weights would skip the
+        # collective the others make in diarize)
+        if self.__dict__.get("_tuned_for") != key or SHARD.size > 1:
             c = self.conf.evaluate
             grid = [(t, m) for t in c.tune.thresholds for m in c.tune.median_frames] if c.tune.apply else [(c.threshold, c.median_frames)]
             probs = self.diarize(task, "valid")
