@@ -94,7 +94,10 @@ def test_the_batch_scripts_are_accepted_by_sbatch(cluster):
 
 
 @pytest.mark.e2e
-def test_a_job_requeued_mid_training_ends_with_the_results_of_an_uninterrupted_run(cluster, tmp_path):
+@pytest.mark.parametrize("preempt", ["scontrol requeue", "SIGUSR1"])
+def test_a_job_preempted_mid_training_ends_with_the_results_of_an_uninterrupted_run(cluster, tmp_path, preempt):
+    """`scontrol requeue`: Slurm ends the job and queues it again. SIGUSR1 (what --signal sends before the time
+    limit): speechrecipe saves at the current update and exits 75, and the script requeues the job itself."""
     env, cache = cluster["env"], tmp_path / "cache"
     speechrecipe = str(Path(sys.executable).parent / "speechrecipe")
     reference = tmp_path / "reference"
@@ -113,7 +116,10 @@ def test_a_job_requeued_mid_training_ends_with_the_results_of_an_uninterrupted_r
         assert time.time() < deadline
         time.sleep(0.1)
     assert not (target / "checkpoints" / "step-24.ckpt").is_file(), "training ended before the requeue"
-    subprocess.run(["scontrol", "requeue", job], env=env, check=True)
+    if preempt == "SIGUSR1":
+        subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True)
+    else:
+        subprocess.run(["scontrol", "requeue", job], env=env, check=True)
     while squeue(env, job, "%T"):
         if squeue(env, job, "%r") == "BeginTime":  # Slurm delays a requeued job; no need to wait here
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, capture_output=True)
@@ -121,6 +127,8 @@ def test_a_job_requeued_mid_training_ends_with_the_results_of_an_uninterrupted_r
         time.sleep(0.5)
     out = (tmp_path / f"job-{job}.out").read_text()
     assert "(restart 0)" in out and "(restart 1)" in out, out
+    if preempt == "SIGUSR1":
+        assert "stopped early and resumable (exit 75): requeueing job" in out, out
     assert "training continues from" in (target / "log.txt").read_text() or "resum" in (target / "log.txt").read_text()
     assert_identical(final_state(target), final_state(reference))
     results = json.loads((target / "results" / "results.json").read_text())
