@@ -34,12 +34,12 @@ torch.save(outputs, sys.argv[3])
 
 
 def graph_inputs(rows: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each clip alone, then padded batches of 3 and 5 clips of different lengths (clips cut short, so even
-    ks's 1 s clips differ)."""
-    clips = [torch.from_numpy(sf.read(row["path"], dtype="float32")[0]) for row in rows[:6]]
-    inputs = [(clip[None], torch.tensor([len(clip)])) for clip in clips]
-    for size in (3, 5):
-        cut = [clip[: len(clip) - 1700 * k] for k, clip in enumerate(clips[:size])]
+    """Six clips alone, padded batches of 3 and 5 of them cut to different lengths (so even ks's 1 s clips
+    differ), and the whole test set in one padded batch."""
+    clips = [torch.from_numpy(sf.read(row["path"], dtype="float32")[0]) for row in rows]
+    inputs = [(clip[None], torch.tensor([len(clip)])) for clip in clips[:6]]
+    for size, cut_samples in ((3, 1700), (5, 1700), (len(clips), 0)):
+        cut = [clip[: len(clip) - cut_samples * k] for k, clip in enumerate(clips[:size])]
         lengths = torch.tensor([len(clip) for clip in cut])
         waveform = torch.zeros(size, int(lengths.max()))
         for k, clip in enumerate(cut):
@@ -122,3 +122,68 @@ def test_format_is_refused_in_one_line_where_there_is_no_graph(cli, tmp_path):
         assert not (tmp_path / f"bundle-{fmt}").exists()
     result = cli("export", target, "--output", tmp_path / "bundle", "--format", "tflite")
     assert result.exit_code == 2 and "--format tflite: unknown; choose torchscript or onnx" in result.stderr
+
+
+def untrained_task(upstream: str, options: dict, downstream: str):
+    """(task, embeddings?) built from nn/ with random weights and BatchNorm statistics: a model of every kind."""
+    from omegaconf import OmegaConf
+
+    from speechrecipe.nn.classifiers import build_classifier
+    from speechrecipe.nn.featurizer import Featurizer
+    from speechrecipe.nn.speaker_encoder import build_speaker_encoder
+    from speechrecipe.nn.upstream import build_upstream
+    from speechrecipe.tasks.classification import UtteranceClassificationTask
+    from speechrecipe.tasks.speaker_verification import SpeakerVerificationTask
+
+    torch.manual_seed(0)
+    up = build_upstream(upstream, **options)
+    featurizer = Featurizer(1, up.output_dim)
+    kind, _, detail = downstream.partition(":")
+    conf = OmegaConf.create({"name": kind, "tcresnet": {"depth": 8}, "bcresnet": {"scale": 1.0},
+                             "probe": {"pooling": detail or "mean", "hidden_dim": 16},
+                             "xvector": {"channels": 16, "stats_channels": 24, "embedding_dim": 8},
+                             "ecapa": {"channels": 16, "embedding_dim": 8, "scale": 4, "se_channels": 8,
+                                       "attention_dim": 8}})
+    if detail == "embedding":
+        task, embeddings = SpeakerVerificationTask(up, featurizer, build_speaker_encoder(conf, up.output_dim),
+                                                   torch.nn.Identity()), True
+    else:
+        task, embeddings = UtteranceClassificationTask(up, featurizer, build_classifier(conf, up.output_dim, [5, 3]),
+                                                       ["action", "object"]), False
+    for module in task.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.5, 2)
+    return task.eval(), embeddings
+
+
+@pytest.mark.e2e  # not end to end, but about a minute of tracing and exporting
+@pytest.mark.parametrize("upstream,options,downstream", [
+    ("fbank", {}, "xvector:embedding"), ("mfcc", {}, "ecapa:embedding"), ("fbank", {"n_mels": 40}, "tcresnet:"),
+    ("fbank", {"n_mels": 40}, "bcresnet:"), ("fbank", {"cmn": False}, "probe:mean"), ("mfcc", {}, "probe:attentive"),
+    ("fbank", {"preemphasis": 0.0}, "probe:stats"), ("fbank", {}, "xvector:"), ("fbank", {}, "ecapa:")])
+def test_every_upstream_and_downstream_gives_a_graph_for_any_length(tmp_path, upstream, options, downstream):
+    """Traced and exported on the 1.0 s + 0.6 s example, run on other batch sizes and lengths: down to 0.05 s
+    (5 frames, inside an x-vector's context) and up to 3 s."""
+    from speechrecipe.inference.graph import GraphModel, example_inputs, export_module
+
+    task, embeddings = untrained_task(upstream, options, downstream)
+    module = GraphModel(task, embeddings).eval()
+    generator = torch.Generator().manual_seed(1)
+    inputs = []
+    for lengths in ([48000], [800], [16000, 800, 30001], [12345, 23456]):
+        lengths = torch.tensor(lengths)
+        waveform = 0.1 * torch.randn(len(lengths), int(lengths.max()), generator=generator)
+        inputs.append((waveform * (torch.arange(waveform.shape[1]) < lengths[:, None]), lengths))
+    with torch.no_grad():
+        expected = [[task.embed(w, n)] if embeddings else task.logits(w, n) for w, n in inputs]
+    for fmt in ("torchscript", "onnx"):
+        path = tmp_path / f"model.{fmt}"
+        export_module(module, example_inputs(16000), fmt, path, ["embeddings"] if embeddings else ["a", "b"])
+        if fmt == "torchscript":
+            graph = torch.jit.load(str(path))
+            with torch.no_grad():
+                found = [[out] if embeddings else list(out) for out in (graph(w, n) for w, n in inputs)]
+        else:
+            found = onnx_outputs(path, inputs)
+        assert_close(found, expected)

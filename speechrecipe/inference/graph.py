@@ -101,19 +101,27 @@ class GraphModel(nn.Module):
 
 
 def check_formats(formats: list[str], problem_spec: str) -> None:
-    """Refuse, before any work, a format that does not exist or a problem whose outputs are no single graph."""
+    """Refuse, before any work, a format that does not exist, a problem whose outputs are no single graph, or
+    onnx without its extra."""
+    import importlib
+
     from speechrecipe.inference.models import Classifier, SpeakerEmbedder
     from speechrecipe.registry import resolve_problem
 
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(f"--format {fmt}: unknown; choose {' or '.join(FORMATS)}")
-    inference = resolve_problem(problem_spec).inference or ""
-    module_name, _, class_name = inference.rpartition(":")
-    if formats and not (module_name == Classifier.__module__ and class_name in (Classifier.__name__, SpeakerEmbedder.__name__)):
+    module_name, _, class_name = (resolve_problem(problem_spec).inference or ":").rpartition(":")
+    loaded = getattr(importlib.import_module(module_name), class_name) if module_name else None
+    if formats and not (isinstance(loaded, type) and issubclass(loaded, (Classifier, SpeakerEmbedder))):
         raise ConfigError(f"--format {formats[0]}: {problem_spec} has no graph export (its decoding or chunking runs "
                           f"outside the model); export without --format and use the eager bundle with "
                           f"speechrecipe.load or speechrecipe infer (graphs: {', '.join(PROBLEMS)})")
+    if "onnx" in formats:
+        try:
+            import onnx  # noqa: F401 - the exporter writes through it
+        except ImportError as err:
+            raise ConfigError("--format onnx needs the onnx extra: pip install 'speechrecipe[onnx]'") from err
 
 
 def graph_model(model) -> GraphModel:
@@ -134,18 +142,23 @@ def example_inputs(sample_rate: int) -> tuple[Tensor, Tensor]:
 
 def write_graph(model, fmt: str, path: Path) -> None:
     """model.ts (torch.jit.trace, saved) or model.onnx (dynamic batch and length) of a loaded model at `path`."""
+    module = graph_model(model)
+    export_module(module, example_inputs(model.sample_rate), fmt, path, output_names(module.embeddings, _fields(model)))
+
+
+def export_module(module: nn.Module, inputs: tuple[Tensor, Tensor], fmt: str, path: Path, outputs: list[str]) -> None:
+    """Trace `module` on `inputs` and save it as TorchScript, or export it to ONNX with dynamic batch and length."""
     import warnings
 
-    module = graph_model(model)
-    inputs = example_inputs(model.sample_rate)
     # the tracer's and exporter's warnings name branches MARGIN_FRAMES makes constant, and torch.jit's deprecation
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if fmt == "torchscript":
-            traced = torch.jit.trace(module, inputs, check_trace=False)
-            torch.jit.save(traced, str(path))
+            torch.jit.save(torch.jit.trace(module, inputs, check_trace=False), str(path))
             return
-        _write_onnx(module, inputs, path, embeddings=module.embeddings, fields=_fields(model))
+        axes = {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}, **{n: {0: "batch"} for n in outputs}}
+        torch.onnx.export(module, inputs, str(path), input_names=["waveform", "lengths"], output_names=outputs,
+                          dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
 
 
 def _fields(model) -> list[str]:
@@ -157,18 +170,6 @@ def _fields(model) -> list[str]:
 
 def output_names(embeddings: bool, fields: list[str]) -> list[str]:
     return ["embeddings"] if embeddings else [f"logits_{field}" for field in fields]
-
-
-def _write_onnx(module: nn.Module, inputs: tuple[Tensor, Tensor], path: Path, embeddings: bool,
-                fields: list[str]) -> None:
-    try:
-        import onnx  # noqa: F401 - the exporter needs it
-    except ImportError as err:
-        raise ConfigError("export --format onnx needs the onnx extra: pip install 'speechrecipe[onnx]'") from err
-    names = output_names(embeddings, fields)
-    axes = {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}, **{n: {0: "batch"} for n in names}}
-    torch.onnx.export(module, inputs, str(path), input_names=["waveform", "lengths"], output_names=names,
-                      dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
 
 
 def graph_card(model, formats: list[str]) -> list[str]:
