@@ -95,8 +95,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
     print(f"load before: {os.getloadavg()}")
-    print("| problem | threads | files | audio (s) | RTF eager | RTF TorchScript | RTF ONNX Runtime | eager / TorchScript "
-          "| eager / ONNX Runtime |")
+    print("| problem | threads | files | audio (s) | RTF eager | RTF TorchScript | RTF ONNX Runtime "
+          "| eager / TorchScript | eager / ONNX Runtime |")
     print("|---|---|---|---|---|---|---|---|---|")
     for problem in args.problems:
         for threads in args.threads:

@@ -4,13 +4,14 @@ logits, one per label field in build_encoder.fields order; or embeddings [B, D])
 and its mean normalisation inside, so torch.jit.load or onnxruntime alone give the numbers `speechrecipe.load`
 gives.
 
-The fbank/mfcc upstream is rebuilt for the graph (`GraphFrontend`): torch.stft's complex output is replaced
-by a real-valued DFT (the frames and the windowed DFT basis in one conv1d), which both TorchScript and ONNX
-carry. The rest of the task is the trained modules themselves, traced: every length-dependent step of the
-frontend is a tensor operation, and the frontend always appends MARGIN_FRAMES zero frames past the longest
-input so that no branch or size is fixed by the tracing example (the downstreams ignore frames past each
-input's length, and short inputs then never take another path than the example). Tests check other batch
-sizes and lengths than the example's.
+The fbank/mfcc upstream is rebuilt for the graph (`GraphFrontend`). TorchScript keeps torch.stft, as the
+eager upstream; ONNX has no complex tensors, so there the STFT is a real-valued DFT (the frames and the
+windowed DFT basis in one conv1d: ~5x the frontend time of an FFT, bench/RESULTS.md). The rest of the task
+is the trained modules themselves, traced: every length-dependent step of the frontend is a tensor
+operation, and the frontend always appends MARGIN_FRAMES zero frames past the longest input so that no
+branch or size is fixed by the tracing example (the downstreams ignore frames past each input's length,
+and short inputs then never take another path than the example). Tests check other batch sizes and
+lengths than the example's.
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ ONNX_OPSET = 17
 class GraphFrontend(nn.Module):
     """The Fbank or MFCC upstream (nn/upstream.py) in evaluation mode, from tensor operations only.
 
-    Frame i covers samples [i*hop, i*hop + win) (no centre padding); its power spectrum is the square of a
-    real DFT whose basis holds the upstream's window, zero-padded to n_fft as torch.stft pads it."""
+    Frame i covers samples [i*hop, i*hop + win) (no centre padding). Its power spectrum comes from torch.stft
+    (`complex_stft`, for TorchScript), or from a real DFT whose basis holds the upstream's window, zero-padded to
+    n_fft as torch.stft pads it (for ONNX)."""
 
-    def __init__(self, upstream: nn.Module):
+    def __init__(self, upstream: nn.Module, complex_stft: bool = False):
         super().__init__()
         from speechrecipe.nn.upstream import LOG_FLOOR, MFCC, Fbank
 
@@ -51,25 +53,34 @@ class GraphFrontend(nn.Module):
         self.floor = LOG_FLOOR
         # the window inside n_fft as torch.stft places it (centred), then frames start at the window
         left = (n_fft - self.win) // 2
-        window = mel.spectrogram.window.double()
-        bins = n_fft // 2 + 1
-        angle = 2 * math.pi * torch.outer(torch.arange(self.win, dtype=torch.float64) + left,
-                                          torch.arange(bins, dtype=torch.float64)) / n_fft
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) * window[:, None]  # [win, 2 * bins]
-        self.register_buffer("basis", basis.t().unsqueeze(1).float().contiguous())  # conv1d weight [2 * bins, 1, win]
+        self.complex_stft, self.n_fft, self.left = complex_stft, n_fft, left
+        self.bins = n_fft // 2 + 1
+        window = mel.spectrogram.window
+        if complex_stft:
+            self.register_buffer("window", window.float().clone())
+        else:
+            angle = 2 * math.pi * torch.outer(torch.arange(self.win, dtype=torch.float64) + left,
+                                              torch.arange(self.bins, dtype=torch.float64)) / n_fft
+            basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) * window.double()[:, None]
+            # conv1d weight [2 * bins, 1, win]: the real parts' rows, then the imaginary parts'
+            self.register_buffer("basis", basis.t().unsqueeze(1).float().contiguous())
         self.register_buffer("mel_fb", mel.mel_scale.fb.float().clone())  # [bins, n_mels]
         self.register_buffer("dct", upstream.mfcc.dct_mat.float().clone() if self.mfcc else torch.zeros(0))
-        self.bins = bins
 
     def forward(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """waveform [B, T], lengths [B] → (features [B, F, D], zero past each input's frames; frames [B])."""
         x = waveform.float()
         if self.preemphasis > 0:
-            x = x - self.preemphasis * F.pad(x, (1, 0))[:, :-1]
+            x = torch.sub(x, F.pad(x, (1, 0))[:, :-1], alpha=self.preemphasis)  # as the eager upstream's sub_
         # MARGIN_FRAMES hops of zeros, and a window's worth so that F never falls below MARGIN_FRAMES
         x = F.pad(x, (0, self.win + MARGIN_FRAMES * self.hop))
-        spec = F.conv1d(x.unsqueeze(1), self.basis, stride=self.hop)  # [B, 2 * bins, F]
-        power = spec[:, : self.bins].square() + spec[:, self.bins :].square()
+        if self.complex_stft:  # as the eager upstream: the window centred in n_fft, shifted to start at the frame
+            z = torch.stft(F.pad(x, (self.left, self.n_fft - self.win - self.left)), self.n_fft, self.hop, self.win,
+                           self.window, center=False, normalized=False, onesided=True, return_complex=True)
+            power = z.real.square() + z.imag.square()  # [B, bins, F]
+        else:
+            spec = F.conv1d(x.unsqueeze(1), self.basis, stride=self.hop)  # [B, 2 * bins, F]
+            power = spec[:, : self.bins].square() + spec[:, self.bins :].square()
         mels = torch.matmul(power.transpose(1, 2), self.mel_fb)  # [B, F, n_mels]
         if self.mfcc:
             feats = torch.matmul(torch.log(mels + 1e-6), self.dct)  # as torchaudio's MFCC(log_mels=True)
@@ -87,9 +98,9 @@ class GraphFrontend(nn.Module):
 class GraphModel(nn.Module):
     """waveform [B, T], lengths [B] → the task's outputs: a tuple of logits per field, or embeddings [B, D]."""
 
-    def __init__(self, task: nn.Module, embeddings: bool):
+    def __init__(self, task: nn.Module, embeddings: bool, complex_stft: bool = False):
         super().__init__()
-        self.frontend = GraphFrontend(task.upstream)
+        self.frontend = GraphFrontend(task.upstream, complex_stft)
         self.featurizer, self.downstream = task.featurizer, task.downstream
         self.embeddings = embeddings
 
@@ -124,11 +135,12 @@ def check_formats(formats: list[str], problem_spec: str) -> None:
             raise ConfigError("--format onnx needs the onnx extra: pip install 'speechrecipe[onnx]'") from err
 
 
-def graph_model(model) -> GraphModel:
-    """The graph of a loaded ks, sid, intent (Classifier) or asv (SpeakerEmbedder) model, in evaluation mode."""
+def graph_model(model, fmt: str) -> GraphModel:
+    """The graph of a loaded ks, sid, intent (Classifier) or asv (SpeakerEmbedder) model for format `fmt`,
+    in evaluation mode."""
     from speechrecipe.inference.models import SpeakerEmbedder
 
-    return GraphModel(model.task, isinstance(model, SpeakerEmbedder)).eval()
+    return GraphModel(model.task, isinstance(model, SpeakerEmbedder), complex_stft=fmt == "torchscript").eval()
 
 
 def example_inputs(sample_rate: int) -> tuple[Tensor, Tensor]:
@@ -142,7 +154,7 @@ def example_inputs(sample_rate: int) -> tuple[Tensor, Tensor]:
 
 def write_graph(model, fmt: str, path: Path) -> None:
     """model.ts (torch.jit.trace, saved) or model.onnx (dynamic batch and length) of a loaded model at `path`."""
-    module = graph_model(model)
+    module = graph_model(model, fmt)
     export_module(module, example_inputs(model.sample_rate), fmt, path, output_names(module.embeddings, _fields(model)))
 
 
@@ -177,11 +189,12 @@ def graph_card(model, formats: list[str]) -> list[str]:
     from speechrecipe.inference.models import Classifier
 
     files = " and ".join(f"`{FORMATS[f]}`" for f in formats)
-    rate = model.sample_rate
+    rate, upstream = model.sample_rate, model.task.upstream
+    features = type(upstream).__name__.lower() + (", mean-normalised over each input's frames" if upstream.cmn else "")
     lines = ["## Graph: " + files, "",
              f"{files} run without speechrecipe: `torch.jit.load(\"model.ts\")` or "
-             f"`onnxruntime.InferenceSession(\"model.onnx\")`. The features ({type(model.task.upstream).__name__.lower()}, "
-             "mean-normalised over each input's valid frames) are computed inside the graph.", "",
+             f"`onnxruntime.InferenceSession(\"model.onnx\")`. The features ({features}) are computed inside "
+             "the graph.", "",
              f"- inputs: `waveform` [B, T] float32 at {rate} Hz, mono, samples in [-1, 1] (padding past each "
              f"input's length is ignored); `lengths` [B] int64, samples per input. Resample and downmix first "
              f"(speechrecipe does it for you in `load` and `infer`)."]
