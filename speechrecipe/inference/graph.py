@@ -191,10 +191,12 @@ def graph_card(model, formats: list[str]) -> list[str]:
     files = " and ".join(f"`{FORMATS[f]}`" for f in formats)
     rate, upstream = model.sample_rate, model.task.upstream
     features = type(upstream).__name__.lower() + (", mean-normalised over each input's frames" if upstream.cmn else "")
+    loaders = {"torchscript": "`torch.jit.load(\"model.ts\")`",
+               "onnx": "`onnxruntime.InferenceSession(\"model.onnx\")`"}
     lines = ["## Graph: " + files, "",
-             f"{files} run without speechrecipe: `torch.jit.load(\"model.ts\")` or "
-             f"`onnxruntime.InferenceSession(\"model.onnx\")`. The features ({features}) are computed inside "
-             "the graph.", "",
+             f"{files} {'run' if len(formats) > 1 else 'runs'} without speechrecipe: "
+             f"{' or '.join(loaders[f] for f in formats)}. The features ({features}) are computed inside the "
+             "graph.", "",
              f"- inputs: `waveform` [B, T] float32 at {rate} Hz, mono, samples in [-1, 1] (padding past each "
              f"input's length is ignored); `lengths` [B] int64, samples per input. Resample and downmix first "
              f"(speechrecipe does it for you in `load` and `infer`)."]
