@@ -187,3 +187,15 @@ def test_every_upstream_and_downstream_gives_a_graph_for_any_length(tmp_path, up
         else:
             found = onnx_outputs(path, inputs)
         assert_close(found, expected)
+
+
+def test_an_ssl_upstream_is_refused_naming_the_eager_bundle():
+    from omegaconf import OmegaConf
+
+    from speechrecipe.errors import ConfigError
+    from speechrecipe.inference.graph import GraphFrontend
+    from speechrecipe.nn.ssl_upstream import SSLUpstream
+
+    tiny = OmegaConf.to_container(OmegaConf.load(FIXTURES / "tiny_wav2vec2.yaml").build_upstream.ssl.conf)
+    with pytest.raises(ConfigError, match="upstream is SSLUpstream: use the eager bundle"):
+        GraphFrontend(SSLUpstream("wav2vec2", "custom", tiny, init_seed=7))
