@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch, torchaudio" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev,subword,lm,hf,tensorboard]'
+	$(BIN)/pip install -q -e '.[dev,subword,lm,hf,tensorboard,onnx]'
 	touch $@
 
 demo: install

@@ -281,6 +281,8 @@ def export(
     path: Path = typer.Argument(..., help="The target_dir of a finished run."),
     output: Path = typer.Option(..., "--output", "-o", help="The bundle folder to create (it must not exist)."),
     checkpoint: str = typer.Option("valid_best", help="valid_best, last or step-N."),
+    format: Optional[List[str]] = typer.Option(None, "--format", "-f", help="Also a plain graph, features inside: "
+                                               "torchscript (model.ts) or onnx (model.onnx); repeat for both. ks, sid, intent, asv."),
 ) -> None:
     """A self-contained folder of one trained model: weights, encoder, config, results, model card, digests."""
     from speechrecipe.engine.logs import setup_console
@@ -289,7 +291,7 @@ def export(
     try:
         from speechrecipe.inference.bundle import export_bundle
 
-        typer.echo(f"bundle written to {export_bundle(path, output, checkpoint)}")
+        typer.echo(f"bundle written to {export_bundle(path, output, checkpoint, list(format or []))}")
     except Exception as err:  # noqa: BLE001 - one line, whatever failed
         _fail(err, False)
 

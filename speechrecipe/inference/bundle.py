@@ -21,8 +21,9 @@ from speechrecipe.inference.source import BUNDLE_FILE, BUNDLE_FORMAT, INFERENCE_
 LM_DIR = "lm"
 
 
-def export_bundle(path: Path, output: Path, checkpoint: str = "valid_best") -> Path:
-    """Write the bundle of `checkpoint` of target_dir `path` into `output` (which must not exist yet)."""
+def export_bundle(path: Path, output: Path, checkpoint: str = "valid_best", formats: list[str] = ()) -> Path:
+    """Write the bundle of `checkpoint` of target_dir `path` into `output` (which must not exist yet), with a graph
+    of the model in each of `formats` (torchscript: model.ts, onnx: model.onnx; inference/graph.py)."""
     from speechrecipe.engine.checkpoint import load as load_checkpoint, save_atomic
     from speechrecipe.inference.loading import load_source
     from speechrecipe.nn.ssl_upstream import full_state_dict, state_digest
@@ -33,6 +34,11 @@ def export_bundle(path: Path, output: Path, checkpoint: str = "valid_best") -> P
     output = Path(output)
     if output.exists():
         raise ConfigError(f"--output {output} exists; give a new folder (an export never writes into an existing one)")
+    formats = list(dict.fromkeys(formats))
+    if formats:
+        from speechrecipe.inference.graph import check_formats
+
+        check_formats(formats, source.problem_spec)
     model = load_source(source, "cpu")
     partial = output.with_name(f".{output.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -53,7 +59,14 @@ def export_bundle(path: Path, output: Path, checkpoint: str = "valid_best") -> P
         results = source.root / "results" / "results.json"
         if results.is_file():
             shutil.copyfile(results, partial / "results.json")
-        (partial / "README.md").write_text(model_card(source, step, results if results.is_file() else None))
+        card = model_card(source, step, results if results.is_file() else None)
+        if formats:
+            from speechrecipe.inference.graph import FORMATS, graph_card, write_graph
+
+            for fmt in formats:
+                write_graph(model, fmt, partial / FORMATS[fmt])
+            card += "\n" + "\n".join(graph_card(model, formats))
+        (partial / "README.md").write_text(card)
         _write_manifest(partial, source, step)
         partial.rename(output)
     except BaseException:

@@ -17,6 +17,15 @@ def length_mask(lens: Tensor, max_len: int) -> Tensor:
     return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
 
 
+def _weighted_mean_var(x: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean [B, D], x - mean [B, F, D], var [B, D]) over frames of x [B, F, D] under weights [B, F, 1]."""
+    weights_t = weights.transpose(1, 2)  # [B, 1, F]
+    mean = torch.bmm(weights_t, x)  # [B, 1, D]; bmm reads a transposed x without copying
+    centered = x - mean
+    var = torch.bmm(weights_t, centered * centered)
+    return mean.squeeze(1), centered, var.squeeze(1)
+
+
 class _WeightedMeanStd(torch.autograd.Function):
     """Mean and variance over frames under fixed weights, with a hand-written backward.
 
@@ -27,12 +36,9 @@ class _WeightedMeanStd(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-        weights_t = weights.transpose(1, 2)  # [B, 1, F]
-        mean = torch.bmm(weights_t, x)  # [B, 1, D]; bmm reads a transposed x without copying
-        centered = x - mean
-        var = torch.bmm(weights_t, centered * centered)
+        mean, centered, var = _weighted_mean_var(x, weights)
         ctx.save_for_backward(centered, weights)
-        return mean.squeeze(1), var.squeeze(1)
+        return mean, var
 
     @staticmethod
     def backward(ctx, grad_mean: Tensor, grad_var: Tensor) -> tuple[Tensor, None]:
@@ -53,7 +59,11 @@ def masked_mean_std(
     if weights is None:
         lens = lens.clamp(min=1)
         mask = length_mask(lens, x.shape[1]).unsqueeze(-1).to(x.dtype)
-        mean, var = _WeightedMeanStd.apply(x, mask / lens.to(x.dtype)[:, None, None])
+        weights = mask / lens.to(x.dtype)[:, None, None]
+        if torch.is_grad_enabled() and x.requires_grad:
+            mean, var = _WeightedMeanStd.apply(x, weights)
+        else:  # no gradient (evaluation, an exported graph): the same arithmetic, without a Python Function
+            mean, _, var = _weighted_mean_var(x, weights)
     else:
         mean = (x * weights).sum(dim=1)
         var = ((x - mean[:, None, :]).square() * weights).sum(dim=1)
