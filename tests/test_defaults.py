@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from speechrecipe.config import load_config
-from speechrecipe.data.clip_augment import ClipAugment, load_noises
+from speechrecipe.data.clip_augment import ClipAugment, SpeedClip, load_noises
 from speechrecipe.data.clips import Clip, FieldLabels
 from speechrecipe.data.packed import open_or_build
 from speechrecipe.engine.paths import ExperimentPaths
@@ -76,6 +76,25 @@ def test_clip_augment_is_a_function_of_the_seed_and_shifts_within_the_clip():
     quiet(np.zeros(0, dtype=np.float32), random.Random(0))
 
 
+def test_speed_perturbation_keeps_the_crop_length_and_is_a_function_of_the_seed():
+    """sid's build_dataset.augment: a crop played at 0.9 or 1.1 keeps its length (cut to its middle or repeated)."""
+    speed = SpeedClip(RATE, (0.9, 1.1))
+    clip = np.sin(np.arange(2 * RATE, dtype=np.float32) / 7).astype(np.float32)
+    a, b = clip.copy(), clip.copy()
+    speed(a, random.Random(5)), speed(b, random.Random(5))
+    assert a.shape == clip.shape and a.dtype == np.float32 and np.array_equal(a, b) and not np.array_equal(a, clip)
+    played = {}
+    for seed in range(8):  # both speeds occur; the slower one's pitch is lower: fewer zero crossings
+        c = clip.copy()
+        factor = random.Random(seed).choice((0.9, 1.1))
+        speed(c, random.Random(seed))
+        played[factor] = int((np.diff(np.sign(c)) != 0).sum())
+    assert played[0.9] < int((np.diff(np.sign(clip)) != 0).sum()) < played[1.1]
+    unchanged = clip.copy()
+    SpeedClip(RATE, (1.0,))(unchanged, random.Random(0))
+    assert np.array_equal(unchanged, clip)
+
+
 def test_background_noise_comes_only_from_the_training_part_of_each_recording(tmp_path):
     """The last 20 % of _background_noise_ makes the valid and test `_silence_` crops: never mixed into training."""
     wav = np.zeros(10 * RATE, dtype=np.float32)
@@ -128,6 +147,8 @@ def test_sid_classifier_is_asvs_speaker_encoder_not_a_copy():
     assert conf.name == "xvector"
     model = build_classifier(conf, 80, [7])
     assert isinstance(model, EmbeddingClassifier) and type(model.encoder) is XVector
+    assert [type(m) for m in model.head] == [torch.nn.ReLU, torch.nn.BatchNorm1d]  # sid's head: relu_bn
+    assert isinstance(build_classifier(OmegaConf.merge(conf, {"head": "linear"}), 80, [7]).head, torch.nn.Identity)
     asv = load_config("asv").build_downstream
     assert OmegaConf.to_container(asv.xvector) == OmegaConf.to_container(conf.xvector)
 
