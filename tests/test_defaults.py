@@ -221,15 +221,26 @@ def one_cycle_rates(max_lr: float, total_steps: int) -> list[float]:
     return rates
 
 
-@pytest.mark.parametrize("problem", ["sid", "intent"])
-def test_default_schedule_follows_total_steps_also_when_it_changes_on_resume(cli, tmp_path, problem):
-    """The sid and intent defaults warm up and anneal within whatever train.total_steps is (8 here, not the
-    default's), and a run resumed with total_steps raised to 12 goes on along the 12-update cycle (OneCycleLR's
-    saved length of 8 would stop it with an error after update 8) down to ~0 at its end; lowered back to 8,
-    training is done and nothing fails."""
-    common = ("--stop", "2", "--target-dir", tmp_path, "train.log_step=1", "train.eval_step=100", "train.save_step=4",
-              "build_batch_sampler.batch_size=4", "evaluate.test_ckpt_steps=[last]")
-    max_lr = float(load_config(problem).build_scheduler.conf.max_lr)
+def on_mini(recipe: str, mini: str) -> tuple[str, ...]:
+    """A corpus overlay's options, on the bundled mini corpus of its layout."""
+    return ("-c", str(REPO / "recipes" / recipe), "train.num_workers=0",
+            f"prepare_data.dataset_root={REPO / 'speechrecipe' / 'assets' / 'mini' / mini}")
+
+
+# the corpus overlays (60k and 20k updates on the real corpora) must keep the same shape over a short run
+@pytest.mark.parametrize("problem,overlay", [("sid", ()), ("intent", ()), ("sid", on_mini("voxceleb1/sid.yaml", "voxceleb1")),
+                                             ("intent", on_mini("fluent_speech_commands/intent.yaml", "fluent_speech_commands"))],
+                         ids=["sid", "intent", "sid-voxceleb1", "intent-fluent_speech_commands"])
+@pytest.mark.e2e
+def test_default_schedule_follows_total_steps_also_when_it_changes_on_resume(cli, tmp_path, problem, overlay):
+    """The sid and intent defaults (and their corpus overlays) warm up and anneal within whatever
+    train.total_steps is (8 here, not the default's), and a run resumed with total_steps raised to 12 goes on
+    along the 12-update cycle (OneCycleLR's saved length of 8 would stop it with an error after update 8) down
+    to ~0 at its end; lowered back to 8, training is done and nothing fails."""
+    common = ("--stop", "2", "--target-dir", tmp_path, *overlay, "train.log_step=1", "train.eval_step=100",
+              "train.save_step=4", "build_batch_sampler.batch_size=4", "evaluate.test_ckpt_steps=[last]")
+    conf = load_config(problem, [Path(overlay[1])], overlay[2:]) if overlay else load_config(problem)
+    max_lr = float(conf.build_scheduler.conf.max_lr)
 
     def train(steps: int) -> list[float]:
         result = cli("run", problem, *common, f"train.total_steps={steps}")

@@ -94,8 +94,10 @@ def word_string(rng: np.random.Generator, low: int, high: int) -> str:
 
 
 def recipe(args: argparse.Namespace) -> dict:
-    """The arguments that decide the corpus's bytes (--easy: those of the first corpus, which had no session keys)."""
-    return {k: v for k, v in vars(args).items() if k not in ("out", "workers", "easy") + SESSION_KEYS * args.easy}
+    """The arguments that decide the corpus's bytes (--easy: those of the first corpus, which had no session keys;
+    make_intent_corpus.py's arguments have neither)."""
+    easy = getattr(args, "easy", True)
+    return {k: v for k, v in vars(args).items() if k not in ("out", "workers", "easy") + SESSION_KEYS * easy}
 
 
 def already_built(args: argparse.Namespace) -> bool:
