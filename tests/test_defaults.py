@@ -104,7 +104,8 @@ def test_background_noise_comes_only_from_the_training_part_of_each_recording(tm
     assert len(noise) == 8 * RATE and not noise.any()
 
 
-def test_augmented_clips_are_the_same_from_a_pack_and_from_the_files(tmp_path):
+@pytest.mark.parametrize("kind", ["ks", "sid"])
+def test_augmented_clips_are_the_same_from_a_pack_and_from_the_files(tmp_path, kind):
     rows = []
     for i in range(4):
         path = tmp_path / f"c{i}.wav"
@@ -112,7 +113,8 @@ def test_augmented_clips_are_the_same_from_a_pack_and_from_the_files(tmp_path):
         rows.append({"id": f"c{i}", "path": str(path), "num_frames": RATE - 100 * i, "sample_rate": RATE, "label": "a"})
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("".join(f'{{"id": "{r["id"]}"}}\n' for r in rows))
-    augment = ClipAugment(RATE, noise_prob=1.0, noises=[np.random.default_rng(9).uniform(-1, 1, 3 * RATE).astype(np.float32)])
+    augment = (ClipAugment(RATE, noise_prob=1.0, noises=[np.random.default_rng(9).uniform(-1, 1, 3 * RATE).astype(np.float32)])
+               if kind == "ks" else SpeedClip(RATE, (0.9, 1.1)))
     labels = FieldLabels(("label",), ({"a": 0},))
     files = Clip(RATE, ("labels",), labels, 0.9, None, augment)
     packed = Clip(RATE, ("labels",), labels, 0.9, open_or_build(rows, manifest, tmp_path / "packed", RATE), augment)

@@ -1,4 +1,5 @@
-"""Keyword-clip augmentation: random time shift and background-noise mixing, in place on a clip.
+"""Keyword-clip and sid-crop augmentation, in place on a clip: random time shift and background-noise mixing (ks),
+speed perturbation (sid, `SpeedClip` at the end).
 
 As the Speech Commands literature trains its models (Warden 2018, arXiv:1804.03209, the
 TensorFlow `speech_commands` recipe; Kim et al. 2021, BC-ResNet): each clip moves by up to
