@@ -86,10 +86,16 @@ def speed(problem: str, root: Path, work: Path, updates: int, rounds: int, overr
 def default(problem: str, root: Path, target: Path, overrides: list[str]) -> dict:
     subprocess.run([*default_command(problem, root, target, REFERENCE_UPDATES[problem]), *overrides], check=True,
                    stdout=subprocess.DEVNULL, cwd=BENCH.parent)
+    return {**default_figures(target), "train_utt_per_s": train_speed(target)}
+
+
+def default_figures(target: Path) -> dict:
+    """valid_best's test accuracy and interval in % (results.json holds fractions)."""
     results = json.loads((target / "results" / "results.json").read_text())["test"]
     interval = results["intervals"]["accuracy"]
-    return {"test": {"accuracy": round(results["accuracy"], 1), "interval": [round(interval["low"], 1), round(interval["high"], 1)]},
-            "checkpoint": results["checkpoint"], "train_utt_per_s": train_speed(target)}
+    return {"test": {"accuracy": round(100 * results["accuracy"], 1),
+                     "interval": [round(100 * interval["low"], 1), round(100 * interval["high"], 1)]},
+            "checkpoint": f"{results['checkpoint']}, step {results['step']}"}
 
 
 def main() -> None:
