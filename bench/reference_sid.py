@@ -1,6 +1,6 @@
 """The plain sid reference (issue 25): the yardstick the sid default must reach, not tuned on test.
 
-    .venv/bin/python bench/reference_sid.py --root ~/.cache/speechrecipe-calibration/voxceleb1_sid_small
+    .venv/bin/python bench/reference_sid.py --root ~/.cache/speechrecipe-calibration/voxceleb1_sid_hard
 
 A speech engineer's 100 lines, not the toolkit: reads VoxCeleb1's iden_split.txt (1 train, 2 dev,
 3 test), 80 log-mel bins with mean normalisation, a TDNN of 5 layers x 512 channels (kernels 5, 3,

@@ -4,7 +4,7 @@ A *speaker* is a fixed espeak-ng voice identity: an English accent voice, a voic
 variant (formants, pitch range, roughness...), a base pitch, a base speed and a word
 gap. A *session* is a recording condition shared by a group of utterances: additive
 noise (colour and SNR), sox reverberation and a channel (band limits plus EQ) and a
-level. Each utterance then varies speed, pitch, SNR and level a little around them.
+level, and optionally a speed factor (the sid calibration corpus's speaker on another day). Each utterance then varies speed, pitch, SNR and level a little around them.
 
 Everything is a pure function of integer seeds: `rng_for(seed, *keys)` derives an
 independent generator per speaker / session / utterance, espeak-ng and sox (without
@@ -80,6 +80,7 @@ class Session:
     lowpass_hz: float
     eq: tuple[tuple[float, float, float], ...]  # (centre Hz, width in q, gain dB)
     level_db: float  # active speech RMS, dBFS
+    speed: float = 1.0  # sox speed factor of the whole session (tempo, pitch and formants); 1.0: none
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,9 @@ def sox(samples: np.ndarray, in_rate: int, in_type: str, effects: list[str]) -> 
 
 
 def room_effects(session: Session) -> list[str]:
-    """sox effects: normalise, resample to 16 kHz, reverberate."""
-    return ["gain", "-n", "-12", "rate", "-h", str(SAMPLE_RATE), "reverb",
+    """sox effects: normalise, change the speed (when the session has one), resample to 16 kHz, reverberate."""
+    speed = ["speed", f"{session.speed:.4f}"] if session.speed != 1.0 else []
+    return ["gain", "-n", "-12", *speed, "rate", "-h", str(SAMPLE_RATE), "reverb",
             f"{session.reverberance:.1f}", f"{session.hf_damping:.1f}",
             f"{session.room_scale:.1f}", "100", f"{session.pre_delay_ms:.1f}"]
 

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from speechrecipe.config import load_config
-from speechrecipe.data.clip_augment import ClipAugment, load_noises
+from speechrecipe.data.clip_augment import ClipAugment, SpeedClip, load_noises
 from speechrecipe.data.clips import Clip, FieldLabels
 from speechrecipe.data.packed import open_or_build
 from speechrecipe.engine.paths import ExperimentPaths
@@ -76,6 +76,25 @@ def test_clip_augment_is_a_function_of_the_seed_and_shifts_within_the_clip():
     quiet(np.zeros(0, dtype=np.float32), random.Random(0))
 
 
+def test_speed_perturbation_keeps_the_crop_length_and_is_a_function_of_the_seed():
+    """sid's build_dataset.augment: a crop played at 0.9 or 1.1 keeps its length (cut to its middle or repeated)."""
+    speed = SpeedClip(RATE, (0.9, 1.1))
+    clip = np.sin(np.arange(2 * RATE, dtype=np.float32) / 7).astype(np.float32)
+    a, b = clip.copy(), clip.copy()
+    speed(a, random.Random(5)), speed(b, random.Random(5))
+    assert a.shape == clip.shape and a.dtype == np.float32 and np.array_equal(a, b) and not np.array_equal(a, clip)
+    played = {}
+    for seed in range(8):  # both speeds occur; the slower one's pitch is lower: fewer zero crossings
+        c = clip.copy()
+        factor = random.Random(seed).choice((0.9, 1.1))
+        speed(c, random.Random(seed))
+        played[factor] = int((np.diff(np.sign(c)) != 0).sum())
+    assert played[0.9] < int((np.diff(np.sign(clip)) != 0).sum()) < played[1.1]
+    unchanged = clip.copy()
+    SpeedClip(RATE, (1.0,))(unchanged, random.Random(0))
+    assert np.array_equal(unchanged, clip)
+
+
 def test_background_noise_comes_only_from_the_training_part_of_each_recording(tmp_path):
     """The last 20 % of _background_noise_ makes the valid and test `_silence_` crops: never mixed into training."""
     wav = np.zeros(10 * RATE, dtype=np.float32)
@@ -85,7 +104,8 @@ def test_background_noise_comes_only_from_the_training_part_of_each_recording(tm
     assert len(noise) == 8 * RATE and not noise.any()
 
 
-def test_augmented_clips_are_the_same_from_a_pack_and_from_the_files(tmp_path):
+@pytest.mark.parametrize("kind", ["ks", "sid"])
+def test_augmented_clips_are_the_same_from_a_pack_and_from_the_files(tmp_path, kind):
     rows = []
     for i in range(4):
         path = tmp_path / f"c{i}.wav"
@@ -93,7 +113,8 @@ def test_augmented_clips_are_the_same_from_a_pack_and_from_the_files(tmp_path):
         rows.append({"id": f"c{i}", "path": str(path), "num_frames": RATE - 100 * i, "sample_rate": RATE, "label": "a"})
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("".join(f'{{"id": "{r["id"]}"}}\n' for r in rows))
-    augment = ClipAugment(RATE, noise_prob=1.0, noises=[np.random.default_rng(9).uniform(-1, 1, 3 * RATE).astype(np.float32)])
+    augment = (ClipAugment(RATE, noise_prob=1.0, noises=[np.random.default_rng(9).uniform(-1, 1, 3 * RATE).astype(np.float32)])
+               if kind == "ks" else SpeedClip(RATE, (0.9, 1.1)))
     labels = FieldLabels(("label",), ({"a": 0},))
     files = Clip(RATE, ("labels",), labels, 0.9, None, augment)
     packed = Clip(RATE, ("labels",), labels, 0.9, open_or_build(rows, manifest, tmp_path / "packed", RATE), augment)
@@ -128,6 +149,8 @@ def test_sid_classifier_is_asvs_speaker_encoder_not_a_copy():
     assert conf.name == "xvector"
     model = build_classifier(conf, 80, [7])
     assert isinstance(model, EmbeddingClassifier) and type(model.encoder) is XVector
+    assert [type(m) for m in model.head] == [torch.nn.ReLU, torch.nn.BatchNorm1d]  # sid's head: relu_bn
+    assert isinstance(build_classifier(OmegaConf.merge(conf, {"head": "linear"}), 80, [7]).head, torch.nn.Identity)
     asv = load_config("asv").build_downstream
     assert OmegaConf.to_container(asv.xvector) == OmegaConf.to_container(conf.xvector)
 
@@ -200,15 +223,26 @@ def one_cycle_rates(max_lr: float, total_steps: int) -> list[float]:
     return rates
 
 
-@pytest.mark.parametrize("problem", ["sid", "intent"])
-def test_default_schedule_follows_total_steps_also_when_it_changes_on_resume(cli, tmp_path, problem):
-    """The sid and intent defaults warm up and anneal within whatever train.total_steps is (8 here, not the
-    default's), and a run resumed with total_steps raised to 12 goes on along the 12-update cycle (OneCycleLR's
-    saved length of 8 would stop it with an error after update 8) down to ~0 at its end; lowered back to 8,
-    training is done and nothing fails."""
-    common = ("--stop", "2", "--target-dir", tmp_path, "train.log_step=1", "train.eval_step=100", "train.save_step=4",
-              "build_batch_sampler.batch_size=4", "evaluate.test_ckpt_steps=[last]")
-    max_lr = float(load_config(problem).build_scheduler.conf.max_lr)
+def on_mini(recipe: str, mini: str) -> tuple[str, ...]:
+    """A corpus overlay's options, on the bundled mini corpus of its layout."""
+    return ("-c", str(REPO / "recipes" / recipe), "train.num_workers=0",
+            f"prepare_data.dataset_root={REPO / 'speechrecipe' / 'assets' / 'mini' / mini}")
+
+
+# the corpus overlays (60k and 20k updates on the real corpora) must keep the same shape over a short run
+@pytest.mark.parametrize("problem,overlay", [("sid", ()), ("intent", ()), ("sid", on_mini("voxceleb1/sid.yaml", "voxceleb1")),
+                                             ("intent", on_mini("fluent_speech_commands/intent.yaml", "fluent_speech_commands"))],
+                         ids=["sid", "intent", "sid-voxceleb1", "intent-fluent_speech_commands"])
+@pytest.mark.e2e
+def test_default_schedule_follows_total_steps_also_when_it_changes_on_resume(cli, tmp_path, problem, overlay):
+    """The sid and intent defaults (and their corpus overlays) warm up and anneal within whatever
+    train.total_steps is (8 here, not the default's), and a run resumed with total_steps raised to 12 goes on
+    along the 12-update cycle (OneCycleLR's saved length of 8 would stop it with an error after update 8) down
+    to ~0 at its end; lowered back to 8, training is done and nothing fails."""
+    common = ("--stop", "2", "--target-dir", tmp_path, *overlay, "train.log_step=1", "train.eval_step=100",
+              "train.save_step=4", "build_batch_sampler.batch_size=4", "evaluate.test_ckpt_steps=[last]")
+    conf = load_config(problem, [Path(overlay[1])], overlay[2:]) if overlay else load_config(problem)
+    max_lr = float(conf.build_scheduler.conf.max_lr)
 
     def train(steps: int) -> list[float]:
         result = cli("run", problem, *common, f"train.total_steps={steps}")

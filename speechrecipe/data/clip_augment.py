@@ -1,4 +1,5 @@
-"""Keyword-clip augmentation: random time shift and background-noise mixing, in place on a clip.
+"""Keyword-clip and sid-crop augmentation, in place on a clip: random time shift and background-noise mixing (ks),
+speed perturbation (sid, `SpeedClip` at the end).
 
 As the Speech Commands literature trains its models (Warden 2018, arXiv:1804.03209, the
 TensorFlow `speech_commands` recipe; Kim et al. 2021, BC-ResNet): each clip moves by up to
@@ -62,3 +63,28 @@ def load_noises(files: Sequence[Path], sample_rate: int, region: tuple[float, fl
         wav = read_audio(path, sample_rate=sample_rate).numpy().astype(np.float32)
         noises.append(wav[int(region[0] * len(wav)) : int(region[1] * len(wav))].copy())
     return [noise for noise in noises if len(noise)]
+
+
+@dataclass
+class SpeedClip:
+    """Speed perturbation of one crop, in place: it plays at a speed drawn from `speeds` (resampled, so
+    tempo, pitch and formants move together, as Kaldi's 0.9/1.0/1.1) and keeps its length: a slower
+    one is cut to its middle, a faster one is repeated to fill it. The draw comes from the sample's rng."""
+
+    sample_rate: int
+    speeds: tuple[float, ...] = (0.9, 1.0, 1.1)
+
+    def __call__(self, clip: np.ndarray, rng: random.Random) -> None:
+        speed = rng.choice(self.speeds)
+        if speed == 1.0 or len(clip) == 0:
+            return
+        import torch
+        import torchaudio.functional as F
+
+        played = F.resample(torch.from_numpy(clip.copy()), int(round(self.sample_rate * speed)), self.sample_rate).numpy()
+        n = len(clip)
+        if len(played) >= n:
+            start = (len(played) - n) // 2
+            clip[:] = played[start : start + n]
+        else:
+            clip[:] = np.resize(played, n)

@@ -13,7 +13,8 @@ class IntentClassification(UtteranceClassification):
     description = "intent classification on Fluent Speech Commands: one head per slot, per-slot and utterance accuracy"
     results_title = "Intent classification results"
     stage_texts = {0: "parse Fluent Speech Commands' data/{train,valid,test}_data.csv into manifests"}
-    choices = {"build_downstream.name": ("tcresnet", "ecapa", "xvector", "probe")}
+    choices = {"build_downstream.name": ("tcresnet", "ecapa", "xvector", "probe"),
+               "build_downstream.head": ("linear", "relu_bn")}
 
     def prepare_corpus(self, out_dir: Path) -> dict:
         from speechrecipe.data.corpora.fluent_speech_commands import prepare_fluent_speech_commands
