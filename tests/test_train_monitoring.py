@@ -56,7 +56,7 @@ def test_status_of_a_live_run_and_tensorboard_steps_once_after_a_kill(tmp_path):
         time.sleep(0.005)
     process.send_signal(signal.SIGSTOP)  # held between steps 14 and 24, however fast the machine trains
     lines = status(tmp_path)
-    assert f"run: live (pid {process.pid})" in lines
+    assert f"run: live (pid {process.pid}), in stage 2 (train)" in lines
     (training,) = [l for l in lines if l.startswith("training: ")]
     assert f" of 24, loss " in training and " utt/s, " in training and ", ETA " in training, training
     process.send_signal(signal.SIGKILL)

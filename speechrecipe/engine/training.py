@@ -37,6 +37,7 @@ class TrainingStages:
 
     def train(self, conf: DictConfig, task, dataset, sampler, validate) -> Any:
         """The engine's training loop over this problem's task and data."""
+        from speechrecipe.engine import distributed
         from speechrecipe.engine.allocator import keep_freed_memory
         from speechrecipe.engine.plots import plot_training
         from speechrecipe.engine.trainer import Trainer
@@ -50,7 +51,8 @@ class TrainingStages:
         trainer = Trainer(task, optimizer, scheduler, dataset, sampler, conf, self.paths, self.device,
                           self.num_workers, validate, self.train_run_id())
         state = trainer.run()
-        plot_training(self.paths.train_log, self.paths.target_dir / "training_curve.png", str(conf.valid_metric))
+        if distributed.world().main:  # one writer per file: torchrun ranks would race on its temporary
+            plot_training(self.paths.train_log, self.paths.target_dir / "training_curve.png", str(conf.valid_metric))
         return state
 
     def apply_pretrained(self, task) -> None:
