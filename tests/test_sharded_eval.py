@@ -82,3 +82,28 @@ def test_sharded_stage_3_redoes_only_the_unfinished_pairs(tmp_path):
     log = (sharded / "log.txt").read_text()
     assert "rank 0: 1 pairs, " in log and "rank 1: 1 pairs, " in log  # two pairs left, one each
     assert_same_files(one / "evaluation", sharded / "evaluation")
+
+
+@pytest.mark.e2e
+def test_sigusr1_during_sharded_stage_3_stops_every_rank_and_the_rerun_continues(tmp_path):
+    import signal
+
+    from helpers import wait_for
+    from test_distributed import children
+
+    cache, one = tmp_path / "cache", tmp_path / "one"
+    many = ["train.total_steps=12", "evaluate.test_ckpt_steps=[step-2,step-4,step-6,step-8,step-10,step-12]"]
+    speechrecipe("asv", one, cache, *many)
+    sharded = evaluated_elsewhere(one, tmp_path / "sharded")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command = [*launcher, "-m", "speechrecipe", "run", "asv", "--stop", "3", "--target-dir", str(sharded),
+               "--cache-dir", str(cache), *PROBLEMS["asv"], *STEPS, *many]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+    wait_for(lambda: any((sharded / "evaluation").glob("*/voxceleb1_o.json")), process)
+    for pid in children(process.pid):  # Slurm's way: every worker's process group
+        os.killpg(pid, signal.SIGUSR1)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode != 0 and "stopped by SIGUSR1 in stage 3" in stderr, stderr
+    assert not (sharded / "records" / "stage-3.json").exists()
+    speechrecipe("asv", sharded, cache, *many, ranks=2)
+    assert_same_files(one / "evaluation", sharded / "evaluation")
