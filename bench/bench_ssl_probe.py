@@ -245,7 +245,10 @@ def main() -> None:
         rate = hours / report["dump"]["wall_s"]
         print(f"\ndump: {report['dump']['wall_s']:.0f} s for {hours * 60:.1f} min of audio, {report['dump']['bytes'] / 1e6:.1f} MB "
               f"float16 = {report['dump']['bytes'] / hours / 1e9:.2f} GB per hour of audio (float32: twice)\n")
-        print("\n".join(extrapolate(rates, report["dump"]["wall_s"], hours, rate)))
+        # in s3prl's updates of 5 batches (with --accumulate 1 a measured update is one batch; the optimizer step is
+        # a few ms beside a batch's seconds, so 5 batches cost 5 times one)
+        per_update = {k: v * args.accumulate / 5 for k, v in rates.items()}
+        print("\n(wall time to N updates of 5 batches of 10)\n" + "\n".join(extrapolate(per_update, report["dump"]["wall_s"], hours, rate)))
 
 
 if __name__ == "__main__":
