@@ -132,6 +132,28 @@ def test_a_list_of_files_dumps_the_good_ones_and_names_the_bad_one(cli, tmp_path
     assert shards.frames("sub/c") == (16000 + 800 * 9 - 400) // 160 + 1
 
 
+@pytest.mark.e2e
+def test_a_hugging_face_folder_given_in_pretrained_is_what_the_dump_holds(cli, tmp_path):
+    """pretrained.upstream loads into the upstream that dumps, as into a training task: the dump holds the Hugging
+    Face model's own hidden states (issue 30: dump once from the same weights s3prl loads)."""
+    from test_pretrained import TINY_YAML, tiny_hugging_face_model
+
+    hf = tiny_hugging_face_model(tmp_path / "hf")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    wav = np.random.default_rng(3).uniform(-0.3, 0.3, 12000).astype("float32")
+    sf.write(audio / "a.wav", wav, 16000, subtype="FLOAT")
+    (audio / "files.txt").write_text("a.wav\n")
+    result = cli("run", "dump-feature", "--target-dir", tmp_path / "exp", "-c", str(TINY_YAML), "prepare_data.corpus=list",
+                 f"prepare_data.list_file={audio / 'files.txt'}", "dump.dtype=float32", f"pretrained.upstream={tmp_path / 'hf'}")
+    assert result.exit_code == 0, result.output
+    shards = FeatureShards.open(tmp_path / "exp" / "features")
+    assert shards.meta["pretrained"] == [{"name": "upstream", "source": str(tmp_path / "hf"), "format": "huggingface"}]
+    with torch.no_grad():
+        expected = torch.stack(hf(torch.from_numpy(wav)[None], output_hidden_states=True).hidden_states, 2)[0]
+    torch.testing.assert_close(torch.from_numpy(np.array(shards.get("a"))), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_config_mistakes_are_one_line_before_any_work(cli, tmp_path):
     target = tmp_path / "exp"
     result = cli("run", "dump-feature", "--target-dir", target, "prepare_data.conf.word=[yes]")

@@ -135,12 +135,25 @@ class DumpFeature(PreparesCorpus):
         else:
             module = self.build_upstream(self.conf.build_upstream)
             name = str(self.conf.build_upstream.name)
+        loaded = self.load_pretrained(module)
         module.to(self.device).eval()
-        meta = {"upstream": name, "upstream_conf": upstream_options(self.conf.build_upstream),
+        meta = {"upstream": name, "upstream_conf": upstream_options(self.conf.build_upstream), "pretrained": loaded,
                 "dtype": str(self.conf.dump.dtype), "sample_rate": int(self.conf.prepare_data.sample_rate),
                 "hop_samples": int(module.hop_samples), "win_samples": int(getattr(module, "win_samples", module.hop_samples)),
                 "num_layers": int(module.num_layers), "output_dim": int(module.output_dim)}
         return module, json.loads(json.dumps(meta, default=str))
+
+    def load_pretrained(self, upstream) -> list[dict]:
+        """`pretrained.upstream` (a file, a folder, a Hugging Face model folder: engine/pretrained.py) into the
+        upstream to dump, as a training problem loads it; what was loaded goes into features.json."""
+        import torch
+
+        from speechrecipe.engine import pretrained
+
+        holder = torch.nn.Module()
+        holder.upstream = upstream  # the name a training task gives its upstream, so entries read the same
+        report = pretrained.apply(self.conf.get("pretrained"), holder, self.paths.target_dir / "pretrained", self.conf)
+        return [{k: entry[k] for k in ("name", "source", "format") if k in entry} for entry in report]
 
     # ----- helpers -----------------------------------------------------------------------
     def corpus_parser(self):
