@@ -139,7 +139,7 @@ def untrained_task(upstream: str, options: dict, downstream: str):
     up = build_upstream(upstream, **options)
     featurizer = Featurizer(1, up.output_dim)
     kind, _, detail = downstream.partition(":")
-    conf = OmegaConf.create({"name": kind, "tcresnet": {"depth": 8}, "bcresnet": {"scale": 1.0},
+    conf = OmegaConf.create({"name": kind, "head": "relu_bn", "tcresnet": {"depth": 8}, "bcresnet": {"scale": 1.0},
                              "probe": {"pooling": detail or "mean", "hidden_dim": 16},
                              "xvector": {"channels": 16, "stats_channels": 24, "embedding_dim": 8},
                              "ecapa": {"channels": 16, "embedding_dim": 8, "scale": 4, "se_channels": 8,

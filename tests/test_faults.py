@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 MINI_VOX = REPO / "speechrecipe" / "assets" / "mini" / "voxceleb1"
 TINY = Path(__file__).parent / "fixtures" / "tiny_asv.yaml"
 # rewritten by every run, whatever it does: logs, and the config of the latest attempt
-LOGS = {"log.txt", "train_log.jsonl", "config.yaml", "run.json", "last_run.json"}
+LOGS = {"log.txt", "train_log.jsonl", "config.yaml", "run.json", "last_run.json", "experiment.json"}
 TRAIN_UTT = "id10003/5w6wk69BREr/00001"  # a training speaker's utterance
 TEST_UTT = "id10270/IZvYlZ3I-UD/00001"  # a test speaker's, used by several trials
 

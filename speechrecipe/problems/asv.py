@@ -211,10 +211,13 @@ class ASV(Recipe):
 
     def keep_cohort(self, task, cohort: "torch.Tensor") -> None:
         """target_dir/inference/<weights>.cohort.pt: the AS-norm cohort `speechrecipe.load` scores with."""
+        from speechrecipe.engine.pairs import SHARD
         from speechrecipe.engine.checkpoint import save_atomic
         from speechrecipe.inference.source import inference_file
         from speechrecipe.nn.ssl_upstream import state_digest
 
+        if SHARD.rank != 0:  # a pair every rank of a sharded stage 3 evaluates together: rank 0 writes
+            return
         path = inference_file(self.paths.target_dir, state_digest(task.state_dict()), ".cohort.pt")
         path.parent.mkdir(parents=True, exist_ok=True)
         save_atomic({"cohort": cohort, "top_n": int(self.conf.evaluate.asnorm_top_n)}, path)

@@ -284,9 +284,12 @@ class Diarization(Recipe):
 
     def keep_for_inference(self, weights: str, tuned: dict) -> None:
         """target_dir/inference/<weights>.json: the post-processing `speechrecipe.load` applies to these weights."""
+        from speechrecipe.engine.pairs import SHARD
         from speechrecipe.fileio import atomic_write_json
         from speechrecipe.inference.source import inference_file
 
+        if SHARD.rank != 0:  # a pair every rank of a sharded stage 3 evaluates together: rank 0 writes
+            return
         path = inference_file(self.paths.target_dir, weights, ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, tuned)
