@@ -49,4 +49,4 @@ def build_classifier(conf: DictConfig, input_dim: int, num_classes: list[int]) -
         from speechrecipe.nn.bcresnet import BCResNet
 
         return BCResNet(input_dim, num_classes, **conf.bcresnet)
-    return EmbeddingClassifier(build_speaker_encoder(conf, input_dim), num_classes, conf.head)
+    return EmbeddingClassifier(build_speaker_encoder(conf, input_dim), num_classes, conf.get("head", "linear"))
