@@ -89,18 +89,14 @@ class TranscribedFrames(FrameClip):
     tokenize: Callable[[str], list[int]] | None = None
 
     def preprocessing(self, row: dict, rng: random.Random) -> dict:
-        sample = super().preprocessing(row, rng)
-        if self.tokenize is not None:
-            sample["tokens"] = self.tokenize(row["transcript"])
-        return sample
+        from speechrecipe.data.preprocessors import with_tokens
+
+        return with_tokens(super().preprocessing(row, rng), row, self.tokenize)
 
     def collate_fn(self, samples: list[dict]) -> dict:
-        from speechrecipe.data.preprocessors import pad_tokens
+        from speechrecipe.data.preprocessors import with_targets
 
-        batch = super().collate_fn(samples)
-        if self.tokenize is not None:
-            batch["targets"], batch["target_lens"] = pad_tokens([s["tokens"] for s in samples])
-        return batch
+        return with_targets(super().collate_fn(samples), samples, self.tokenize)
 
 
 def precomputed(upstream_conf: DictConfig, rows: list[dict] | None = None) -> FeatureShards | None:

@@ -120,16 +120,24 @@ class TranscribedUtterance(WaveformBatcher):
 
     def preprocessing(self, row: dict, rng: random.Random) -> dict:
         wav = read_audio(row["path"], sample_rate=self.sample_rate)
-        sample = {"id": row["id"], "wav": wav}
-        if self.tokenize is not None:
-            sample["tokens"] = self.tokenize(row["transcript"])
-        return sample
+        return with_tokens({"id": row["id"], "wav": wav}, row, self.tokenize)
 
     def collate_fn(self, samples: list[dict]) -> dict:
-        batch = super().collate_fn(samples)
-        if self.tokenize is not None:
-            batch["targets"], batch["target_lens"] = pad_tokens([s["tokens"] for s in samples])
-        return batch
+        return with_targets(super().collate_fn(samples), samples, self.tokenize)
+
+
+def with_tokens(sample: dict, row: dict, tokenize: Callable[[str], list[int]] | None) -> dict:
+    """The sample with its transcript's token ids ("tokens"), when there is a tokenizer (training)."""
+    if tokenize is not None:
+        sample["tokens"] = tokenize(row["transcript"])
+    return sample
+
+
+def with_targets(batch: dict, samples: list[dict], tokenize: Callable[[str], list[int]] | None) -> dict:
+    """The batch with the samples' tokens padded into "targets" [B, L] and "target_lens", when there is a tokenizer."""
+    if tokenize is not None:
+        batch["targets"], batch["target_lens"] = pad_tokens([s["tokens"] for s in samples])
+    return batch
 
 
 def pad_tokens(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
