@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from speechrecipe.data.corpora.common import AUDIO_SUFFIXES
 from speechrecipe.errors import DataError
@@ -142,7 +142,3 @@ def _as_wav(samples: Any, rate: int) -> Path:
     os.close(handle)
     sf.write(name, data, int(rate), subtype="FLOAT")
     return Path(name)
-
-
-def ids_of(rows: Iterable[dict]) -> list[str]:
-    return [row["id"] for row in rows]
