@@ -7,8 +7,8 @@ on the weights) is trained on its bundled mini corpus (once, under --work), then
 - speechrecipe: `model.run_rows(rows)`: the problem's evaluation loop (length-sorted padded batches of
   build_batch_sampler.eval_batch_secs, the problem's output post-processing: softmax, decoding, stitching);
 - bare: the same task module on one file at a time (read with soundfile, no padding, no batching), with
-  the same output step (test_step, decoding for asr, the chunk loop for diarization skipped: one pass
-  over the whole recording).
+  the same output step (softmax, test_step, decoding for asr; for diarization the same overlapping chunks
+  of evaluate.chunk_secs, one chunk at a time, stitched as stage 3 does: the same output).
 Audio reading is in both. Each round times both, alternating; the median round is kept. The RTF is
 processing seconds per second of audio; `bare / speechrecipe` ≥ 1 means speechrecipe is faster.
 """
@@ -55,7 +55,7 @@ def bare_loop(model, rows: list[dict]) -> None:
 
     from speechrecipe.data.audio import read_audio
 
-    from speechrecipe.inference.models import Classifier, Transcriber
+    from speechrecipe.inference.models import Classifier, Diarizer, Transcriber
     from speechrecipe.tasks.asr import decode_batch
 
     task, rate = model.task, model.sample_rate
@@ -67,17 +67,38 @@ def bare_loop(model, rows: list[dict]) -> None:
                 [torch.softmax(x, -1) for x in task.logits(wav, batch["wav_lens"])]
             elif isinstance(model, Transcriber):
                 decode_batch(task.test_step(batch), model.decoders)
+            elif isinstance(model, Diarizer):
+                bare_diarize(model, wav)
             else:
                 task.test_step(batch)
 
 
-def measure(problem: str, work: Path, threads: int, rounds: int) -> dict:
+def bare_diarize(model, wav):
+    """Stage 3's chunks of one recording, one chunk at a time, stitched: the same probabilities."""
+    import torch
+
+    from speechrecipe.tasks.diarization import plan_chunks, stitch
+
+    grid, c = model.problem.frame_grid, model.conf.evaluate
+    chunk, overlap = int(c.chunk_secs * grid.sample_rate), int(c.chunk_overlap_secs * grid.sample_rate)
+    samples = wav.shape[1]
+    found = []
+    for start in plan_chunks(samples, chunk, overlap, grid.hop_samples):
+        piece = wav[:, start:start + chunk]
+        out = model.task.test_step({"ids": ["x"], "wavs": piece, "wav_lens": torch.tensor([piece.shape[1]])})
+        found.append((start // grid.hop_samples, out["probs"][0, : grid.num_frames(piece.shape[1])].numpy()))
+    return stitch(found, grid.num_frames(samples))
+
+
+def measure(problem: str, work: Path, threads: int, rounds: int, batch_secs: float | None = None) -> dict:
     import torch
 
     import speechrecipe
 
     torch.set_num_threads(threads)
     model = speechrecipe.load(work / problem)
+    if batch_secs:  # explore the trade-off: the saved config's evaluation batch budget replaced
+        model.conf.build_batch_sampler.eval_batch_secs = batch_secs
     rows = test_rows(work, problem)
     audio = sum(float(row["duration"]) for row in rows)
     model.run_rows(rows[:2]), bare_loop(model, rows[:2])  # warm-up
@@ -90,7 +111,8 @@ def measure(problem: str, work: Path, threads: int, rounds: int) -> dict:
         bare_loop(model, rows)
         bare.append(time.perf_counter() - start)
     ours_s, bare_s = statistics.median(ours), statistics.median(bare)
-    return {"problem": problem, "threads": threads, "files": len(rows), "audio_s": round(audio, 1),
+    return {"problem": problem, "threads": threads, "eval_batch_secs": model.conf.build_batch_sampler.eval_batch_secs,
+            "files": len(rows), "audio_s": round(audio, 1),
             "rtf_speechrecipe": ours_s / audio, "rtf_bare": bare_s / audio, "bare_over_speechrecipe": bare_s / ours_s}
 
 
@@ -100,17 +122,19 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_infer"))
+    parser.add_argument("--eval-batch-secs", type=float, nargs="+", default=[None],
+                        help="replace the trained config's build_batch_sampler.eval_batch_secs (default: keep it)")
     args = parser.parse_args()
     import logging
 
     logging.disable(logging.WARNING)
-    print("| problem | threads | files | audio (s) | RTF speechrecipe | RTF bare loop | bare / speechrecipe |")
-    print("|---|---|---|---|---|---|---|")
+    print("| problem | eval_batch_secs | threads | files | audio (s) | RTF speechrecipe | RTF bare loop | bare / speechrecipe |")
+    print("|---|---|---|---|---|---|---|---|")
     for problem in args.problems:
         trained(problem, args.work)
-        for threads in args.threads:
-            r = measure(problem, args.work, threads, args.rounds)
-            print(f"| {problem} | {threads} | {r['files']} | {r['audio_s']} | {r['rtf_speechrecipe']:.4f} | "
+        for threads, batch_secs in ((t, b) for b in args.eval_batch_secs for t in args.threads):
+            r = measure(problem, args.work, threads, args.rounds, batch_secs)
+            print(f"| {problem} | {r['eval_batch_secs']:g} | {threads} | {r['files']} | {r['audio_s']} | {r['rtf_speechrecipe']:.4f} | "
                   f"{r['rtf_bare']:.4f} | {r['bare_over_speechrecipe']:.2f} |", flush=True)
             with open(args.work / "results.jsonl", "a") as handle:
                 handle.write(json.dumps(r) + "\n")

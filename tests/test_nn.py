@@ -101,6 +101,24 @@ def test_spectrum_matches_torchaudios_transform(name):
     torch.testing.assert_close(upstream._spectrum(x), reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["fbank", "mfcc"])
+def test_an_evaluation_batch_in_blocks_of_rows_gives_the_whole_batchs_features_bit_for_bit(name, monkeypatch):
+    """Issue 26: on the CPU an evaluation batch's spectrum is computed a few rows at a time, in the whole
+    batch's memory layout, so CMN and everything after it see the same values in the same order."""
+    from speechrecipe.nn import upstream as module
+
+    upstream = build_upstream(name).eval()
+    lens = torch.tensor([16000, 15999, 9000, 4321, 16000, 700, 12000])
+    wavs = torch.randn(len(lens), 16000) * (torch.arange(16000) < lens[:, None])
+    monkeypatch.setattr(module, "SPECTRUM_BLOCK_SAMPLES", 10**12)
+    (whole,), whole_lens = upstream(wavs, lens)
+    for block in (1, 20000, 40000):  # one row, one row (the padded row is longer than 20000), three rows
+        monkeypatch.setattr(module, "SPECTRUM_BLOCK_SAMPLES", block)
+        (feats,), feat_lens = upstream(wavs, lens)
+        assert torch.equal(feats, whole) and torch.equal(feat_lens, whole_lens) and feats.stride() == whole.stride()
+        assert torch.equal(upstream._spectrum_by_rows(upstream._frame_input(wavs)), upstream._spectrum(upstream._frame_input(wavs)))
+
+
 def test_cmn_zeroes_the_mean_over_valid_frames_and_padding():
     (feats,), lens = MFCC()(torch.randn(2, 8000), torch.tensor([8000, 5000]))
     n = int(lens[1])

@@ -43,6 +43,9 @@ def num_frames(wav_lens: Tensor, win_samples: int, hop_samples: int) -> Tensor:
     return torch.div(wav_lens - win_samples, hop_samples, rounding_mode="floor").add(1).clamp(min=0)
 
 
+SPECTRUM_BLOCK_SAMPLES = 160_000  # the CPU computes a batch's spectrum in blocks of about 10 s of 16 kHz audio
+
+
 class _SpectralUpstream(nn.Module):
     """Shared framing, pre-emphasis, dither and mean normalisation; subclasses make the spectrum."""
 
@@ -117,11 +120,24 @@ class _SpectralUpstream(nn.Module):
                        normalized=False, onesided=True, return_complex=True)
         return mel.mel_scale(z.real.square() + z.imag.square())
 
+    def _spectrum_by_rows(self, x: Tensor) -> Tensor:
+        """_spectrum of an evaluation batch, on the CPU in blocks of rows of at most SPECTRUM_BLOCK_SAMPLES: the
+        same values bit for bit (tests/test_nn.py), up to 3x faster once a batch's stft outgrows the cache
+        (bench/RESULTS.md, issue 26). Training keeps the whole batch: blocks are not measured there."""
+        rows = max(1, SPECTRUM_BLOCK_SAMPLES // max(1, x.shape[1]))
+        if self.training or x.device.type != "cpu" or x.shape[0] <= rows:
+            return self._spectrum(x)
+        blocks = [self._spectrum(block) for block in x.split(rows)]
+        # the whole batch's memory layout (its dims by stride), so the steps after it reduce in the same order
+        order = sorted(range(blocks[0].dim()), key=lambda d: blocks[0].stride(d), reverse=True)
+        joined = torch.cat([b.permute(order) for b in blocks], dim=order.index(0))
+        return joined.permute([order.index(d) for d in range(len(order))])
+
     def forward(self, wavs: Tensor, wav_lens: Tensor) -> tuple[list[Tensor], Tensor]:
         """wavs [B, T], wav_lens [B] -> ([feats [B, F, D]], feat_lens [B]); padded frames are 0."""
         feat_lens = self.num_frames(wav_lens)
         with torch.autocast(device_type=wavs.device.type, enabled=False):
-            feats = self._spectrum(self._frame_input(wavs))  # [B, D, frames of the padded T]
+            feats = self._spectrum_by_rows(self._frame_input(wavs))  # [B, D, frames of the padded T]
         max_frames = int(feat_lens.max()) if feat_lens.numel() else 0
         feats = feats[:, :, :max_frames].transpose(1, 2)
         mask = length_mask(feat_lens, max_frames).unsqueeze(-1).to(feats.dtype)
