@@ -286,6 +286,20 @@ def test_ctc_head_is_padding_invariant(kind, subsample):
     assert_padding_invariant(head, items)
 
 
+def test_an_lstm_head_in_evaluation_gives_the_packed_batchs_outputs_one_sequence_at_a_time():
+    """Issue 26: on the CPU evaluation runs the LSTM over each sequence alone (a packed batch of unequal lengths is
+    ~3x slower there); the outputs are the packed batch's, zero padding included, to float rounding."""
+    head = CTCHead(12, vocab_size=7, hidden_dim=16, kind="lstm", subsample=2, dropout=0.0)
+    batch, lens = padded_batch(feats_of([21, 9, 2, 21], 12))
+    with torch.no_grad():
+        packed = head.train()(batch, lens)  # training keeps pack_padded_sequence
+        alone = head.eval()(batch, lens)
+    assert torch.equal(packed[1], alone[1])
+    torch.testing.assert_close(alone[0], packed[0], atol=1e-6, rtol=1e-5)
+    x = torch.randn(3, 11, 24)
+    assert torch.equal(head._lstm_by_sequence(x, torch.tensor([11, 4, 1]))[1, 4:], torch.zeros(7, 32))
+
+
 # --- losses ------------------------------------------------------------------------------
 
 

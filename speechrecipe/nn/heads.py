@@ -124,12 +124,23 @@ class CTCHead(nn.Module):
         x, lens = self.encode(feats, lens)
         return F.log_softmax(self.output(self.dropout(x)), dim=-1), lens
 
+    def _lstm_by_sequence(self, x: Tensor, lens: Tensor) -> Tensor:
+        """The LSTM over each sequence alone, zero-padded as pad_packed_sequence pads: on the CPU, torch's LSTM
+        over a packed batch of unequal lengths leaves its fast path and takes ~2-3x as long as the sequences one by
+        one (bench/RESULTS.md, issue 26). Evaluation only: training keeps the packed batch."""
+        out = x.new_zeros(x.shape[0], x.shape[1], self.encoder.hidden_size * (2 if self.encoder.bidirectional else 1))
+        for i, n in enumerate(lens.tolist()):
+            out[i, :n] = self.encoder(x[i : i + 1, :n])[0][0]
+        return out
+
     def encode(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         """Frame stacking and the encoder: ([B, F', encoder_dim], out_lens)."""
         x, lens = stack_frames(feats, lens, self.subsample)
         lens = lens.clamp(min=1)
         x = x[:, : int(lens.max())]  # torchaudio's Conformer wants exactly max(lens) frames
-        if self.kind == "lstm":
+        if self.kind == "lstm" and not self.training and x.device.type == "cpu" and bool((lens != lens[0]).any()):
+            x = self._lstm_by_sequence(x, lens)
+        elif self.kind == "lstm":
             packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
             x, _ = pad_packed_sequence(self.encoder(packed)[0], batch_first=True, total_length=x.shape[1])
         else:
