@@ -132,10 +132,9 @@ def test_a_list_of_files_dumps_the_good_ones_and_names_the_bad_one(cli, tmp_path
     assert shards.frames("sub/c") == (16000 + 800 * 9 - 400) // 160 + 1
 
 
-@pytest.mark.e2e
-def test_a_hugging_face_folder_given_in_pretrained_is_what_the_dump_holds(cli, tmp_path):
-    """pretrained.upstream loads into the upstream that dumps, as into a training task: the dump holds the Hugging
-    Face model's own hidden states (issue 30: dump once from the same weights s3prl loads)."""
+def hugging_face_dump(tmp_path: Path) -> tuple[torch.Tensor, list[str]]:
+    """A tiny Hugging Face wav2vec2 folder and a one-file list: (its hidden states of the file [frames, 3, 32], the
+    dump-feature arguments that dump them in float32)."""
     from test_pretrained import TINY_YAML, tiny_hugging_face_model
 
     hf = tiny_hugging_face_model(tmp_path / "hf")
@@ -144,14 +143,43 @@ def test_a_hugging_face_folder_given_in_pretrained_is_what_the_dump_holds(cli, t
     wav = np.random.default_rng(3).uniform(-0.3, 0.3, 12000).astype("float32")
     sf.write(audio / "a.wav", wav, 16000, subtype="FLOAT")
     (audio / "files.txt").write_text("a.wav\n")
-    result = cli("run", "dump-feature", "--target-dir", tmp_path / "exp", "-c", str(TINY_YAML), "prepare_data.corpus=list",
-                 f"prepare_data.list_file={audio / 'files.txt'}", "dump.dtype=float32", f"pretrained.upstream={tmp_path / 'hf'}")
+    with torch.no_grad():
+        expected = torch.stack(hf(torch.from_numpy(wav)[None], output_hidden_states=True).hidden_states, 2)[0]
+    return expected, ["-c", str(TINY_YAML), "prepare_data.corpus=list", f"prepare_data.list_file={audio / 'files.txt'}",
+                      "dump.dtype=float32", f"pretrained.upstream={tmp_path / 'hf'}"]
+
+
+@pytest.mark.e2e
+def test_a_hugging_face_folder_given_in_pretrained_is_what_the_dump_holds(cli, tmp_path):
+    """pretrained.upstream loads into the upstream that dumps, as into a training task: the dump holds the Hugging
+    Face model's own hidden states (issue 30: dump once from the same weights s3prl loads)."""
+    expected, common = hugging_face_dump(tmp_path)
+    result = cli("run", "dump-feature", "--target-dir", tmp_path / "exp", *common)
     assert result.exit_code == 0, result.output
     shards = FeatureShards.open(tmp_path / "exp" / "features")
     assert shards.meta["pretrained"] == [{"name": "upstream", "source": str(tmp_path / "hf"), "format": "huggingface"}]
-    with torch.no_grad():
-        expected = torch.stack(hf(torch.from_numpy(wav)[None], output_hidden_states=True).hidden_states, 2)[0]
     torch.testing.assert_close(torch.from_numpy(np.array(shards.get("a"))), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.e2e
+def test_dump_layers_keeps_only_the_layers_named_and_a_wrong_one_is_one_line(cli, tmp_path):
+    """dump.layers=[0,-1]: the dump holds those two of the upstream's 3 hidden states, in that order (1/13 of the
+    disk a layer for a base model), and the precomputed upstream reads 2 layers; a layer the upstream does not have,
+    or one named twice, is a config error naming dump.layers before stage 0."""
+    from speechrecipe.nn.upstream import build_upstream
+
+    expected, common = hugging_face_dump(tmp_path)
+    for layers, why in (("[3]", "3 is not one of this upstream's 3 hidden states"), ("[1,-2]", "names a layer twice"),
+                        ("1", "is not a list of layers")):
+        result = cli("run", "dump-feature", "--target-dir", tmp_path / "bad", *common, f"dump.layers={layers}")
+        assert result.exit_code == 2 and "dump.layers" in result.stderr and why in result.stderr, result.output
+        assert not (tmp_path / "bad" / "features").exists()
+    result = cli("run", "dump-feature", "--target-dir", tmp_path / "exp", *common, "dump.layers=[0,-1]")
+    assert result.exit_code == 0, result.output
+    shards = FeatureShards.open(tmp_path / "exp" / "features")
+    assert (shards.meta["num_layers"], shards.meta["layers"], shards.meta["upstream_num_layers"]) == (2, [0, 2], 3)
+    torch.testing.assert_close(torch.from_numpy(np.array(shards.get("a"))), expected[:, [0, 2]], atol=1e-4, rtol=1e-4)
+    assert build_upstream("precomputed", path=str(tmp_path / "exp")).num_layers == 2
 
 
 def test_config_mistakes_are_one_line_before_any_work(cli, tmp_path):

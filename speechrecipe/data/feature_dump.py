@@ -35,15 +35,18 @@ def _read_batches(batches: list[list[dict]], sample_rate: int) -> Iterator[tuple
         yield rows, wavs, lens
 
 
-def layers_of(upstream: nn.Module, wavs: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The upstream's layers stacked as [B, frames, layers, dim], and the frame counts."""
+def layers_of(upstream: nn.Module, wavs: torch.Tensor, lens: torch.Tensor,
+              layers: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The upstream's layers (those listed, in that order; None: all) stacked as [B, frames, layers, dim], and the
+    frame counts."""
     hidden, feat_lens = upstream(wavs, lens)
-    return torch.stack(hidden, dim=2), feat_lens
+    return torch.stack(hidden if layers is None else [hidden[i] for i in layers], dim=2), feat_lens
 
 
 def dump_shard(rows: list[dict], number: int, folder: Path, upstream: nn.Module, dtype: str, batch_secs: float,
-               sample_rate: int, plan: str, device: str = "cpu") -> dict:
-    """Write shard `number` of `rows`; returns its timing ({"seconds", "audio_seconds"})."""
+               sample_rate: int, plan: str, device: str = "cpu", layers: list[int] | None = None) -> dict:
+    """Write shard `number` of `rows` (the upstream's `layers`; None: all); returns its timing ({"seconds",
+    "audio_seconds"})."""
     began = time.perf_counter()
     writer = ShardWriter(folder, number, dtype)
     torch_dtype = getattr(torch, dtype)
@@ -51,7 +54,7 @@ def dump_shard(rows: list[dict], number: int, folder: Path, upstream: nn.Module,
     try:
         with torch.inference_mode():
             for batch_rows, wavs, lens in batches:
-                feats, feat_lens = layers_of(upstream, wavs.to(device), lens.to(device))
+                feats, feat_lens = layers_of(upstream, wavs.to(device), lens.to(device), layers)
                 feats = feats.to(torch_dtype).cpu().numpy()
                 for i, row in enumerate(batch_rows):
                     writer.add(row["id"], feats[i, : int(feat_lens[i])], int(lens[i]), audio_source(row))

@@ -81,7 +81,7 @@ class DumpFeature(PreparesCorpus):
         if distributed.world().main:
             self.start_dump(folder, {**meta, "plan": plan})
         distributed.barrier()
-        self.dump_share(shards, plan, folder, upstream)
+        self.dump_share(shards, plan, folder, upstream, meta.get("layers"))
         distributed.barrier()  # every shard is written
         return self.finish_dump(shards, plan, folder) if distributed.world().main else []
 
@@ -135,13 +135,33 @@ class DumpFeature(PreparesCorpus):
         else:
             module = self.build_upstream(self.conf.build_upstream)
             name = str(self.conf.build_upstream.name)
+        layers = self.dumped_layers(int(module.num_layers))
         loaded = self.load_pretrained(module)
         module.to(self.device).eval()
         meta = {"upstream": name, "upstream_conf": upstream_options(self.conf.build_upstream), "pretrained": loaded,
                 "dtype": str(self.conf.dump.dtype), "sample_rate": int(self.conf.prepare_data.sample_rate),
                 "hop_samples": int(module.hop_samples), "win_samples": int(getattr(module, "win_samples", module.hop_samples)),
-                "num_layers": int(module.num_layers), "output_dim": int(module.output_dim)}
+                "num_layers": len(layers), "output_dim": int(module.output_dim)}
+        if self.conf.dump.get("layers") is not None:  # (a dump of every layer describes itself as before)
+            meta.update(layers=layers, upstream_num_layers=int(module.num_layers))
         return module, json.loads(json.dumps(meta, default=str))
+
+    def dumped_layers(self, available: int) -> list[int]:
+        """dump.layers as indices 0..available-1 in the order given (null: every layer), or a ConfigError naming it."""
+        chosen = self.conf.dump.get("layers")
+        if chosen is None:
+            return list(range(available))
+        fix = f"give indices 0..{available - 1} (negative: from the last), each once, or null for all {available}"
+        if not OmegaConf.is_list(chosen) or not len(chosen):
+            raise ConfigError(f"dump.layers: {chosen!r} is not a list of layers; {fix}")
+        found = []
+        for layer in chosen:
+            if isinstance(layer, bool) or not isinstance(layer, int) or not -available <= layer < available:
+                raise ConfigError(f"dump.layers: {layer!r} is not one of this upstream's {available} hidden states; {fix}")
+            found.append(layer % available)
+        if len(set(found)) != len(found):
+            raise ConfigError(f"dump.layers: {list(chosen)} names a layer twice; {fix}")
+        return found
 
     def load_pretrained(self, upstream) -> list[dict]:
         """`pretrained.upstream` (a file, a folder, a Hugging Face model folder: engine/pretrained.py) into the
@@ -211,8 +231,9 @@ class DumpFeature(PreparesCorpus):
         (folder / fs.INDEX).unlink(missing_ok=True)
         atomic_write_json(folder / fs.META, meta)
 
-    def dump_share(self, shards: list[list[dict]], plan: str, folder: Path, upstream) -> None:
-        """This process's shards (k ≡ rank mod world size) not yet done under `plan`."""
+    def dump_share(self, shards: list[list[dict]], plan: str, folder: Path, upstream, layers: list[int] | None) -> None:
+        """This process's shards (k ≡ rank mod world size) not yet done under `plan`: the upstream's `layers` (None:
+        all)."""
         from speechrecipe.data.feature_dump import dump_shard
         from speechrecipe.data.feature_shards import finished_shard
         from speechrecipe.engine import distributed
@@ -224,7 +245,7 @@ class DumpFeature(PreparesCorpus):
                  len(shards), sum(map(len, shards)), len(todo), len(mine) - len(todo))
         for k in progress(todo, desc=f"dump (rank {world.rank})" if world.distributed else "dump", unit="shard"):
             timing = dump_shard(shards[k], k, folder, upstream, str(c.dtype), float(c.batch_secs),
-                                int(self.conf.prepare_data.sample_rate), plan, self.device)
+                                int(self.conf.prepare_data.sample_rate), plan, self.device, layers)
             self.write_timing(k, {**timing, "rank": world.rank})
 
     def finish_dump(self, shards: list[list[dict]], plan: str, folder: Path) -> list[Path]:
@@ -258,6 +279,9 @@ class DumpFeature(PreparesCorpus):
         if self.conf.dump.checkpoint and not Path(str(self.conf.dump.checkpoint)).is_file():
             raise ConfigError(f"dump.checkpoint: {self.conf.dump.checkpoint} is not a checkpoint file "
                               "(give a step-N.ckpt or valid_best.ckpt of another target_dir, or null)")
+        if self.conf.dump.get("layers") is not None and not self.conf.dump.checkpoint:
+            # the upstream's layer count, before stage 0 (building it loads no weights)
+            self.dumped_layers(int(self.build_upstream(self.conf.build_upstream).num_layers))
 
     def check_parser_arguments(self) -> None:
         """prepare_data.conf: only arguments the corpus's parser takes, and every one it needs."""
