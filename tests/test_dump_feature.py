@@ -180,6 +180,11 @@ def test_dump_layers_keeps_only_the_layers_named_and_a_wrong_one_is_one_line(cli
     assert (shards.meta["num_layers"], shards.meta["layers"], shards.meta["upstream_num_layers"]) == (2, [0, 2], 3)
     torch.testing.assert_close(torch.from_numpy(np.array(shards.get("a"))), expected[:, [0, 2]], atol=1e-4, rtol=1e-4)
     assert build_upstream("precomputed", path=str(tmp_path / "exp")).num_layers == 2
+    result = cli("run", "dump-feature", "--target-dir", tmp_path / "first", *common, "dump.layers=[1]")
+    assert result.exit_code == 0, result.output
+    shards = FeatureShards.open(tmp_path / "first" / "features")  # layer 1: the second transformer layer is not run
+    assert (shards.meta["layers"], shards.meta["hidden_states_computed"]) == ([1], 2)
+    torch.testing.assert_close(torch.from_numpy(np.array(shards.get("a"))), expected[:, [1]], atol=1e-4, rtol=1e-4)
 
 
 def test_config_mistakes_are_one_line_before_any_work(cli, tmp_path):

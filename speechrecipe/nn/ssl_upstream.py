@@ -112,6 +112,7 @@ class SSLUpstream(nn.Module):
         self.hop_samples = 1
         for block in self.model.feature_extractor.conv_layers:
             self.hop_samples *= block.stride
+        self.last_layer: int | None = None  # set: hidden states 0..last_layer only, the later layers not run (dump.layers)
         self._step = -1  # the update being trained, as the trainer last said
         self._store_all = False  # full_state_dict(): the state dict holds the weights even when frozen
         self._digest_cache: tuple[tuple, str] | None = None
@@ -184,7 +185,7 @@ class SSLUpstream(nn.Module):
         # WavLM takes an additive key-padding mask [B, F]; the others the additive [B, 1, F, F] mask
         attention = dict(attention_mask=None, key_padding_mask=mask[:, 0, 0, :]) if wavlm else dict(attention_mask=mask)
         position_bias = None
-        for layer in transformer.layers:
+        for layer in transformer.layers[: self.last_layer]:
             dropped = self.training and transformer.layer_drop > 0 and torch.rand(1).item() <= transformer.layer_drop
             if not dropped:
                 x, position_bias = self._layer(layer, x, position_bias, attention)

@@ -144,6 +144,9 @@ class DumpFeature(PreparesCorpus):
                 "num_layers": len(layers), "output_dim": int(module.output_dim)}
         if self.conf.dump.get("layers") is not None:  # (a dump of every layer describes itself as before)
             meta.update(layers=layers, upstream_num_layers=int(module.num_layers))
+            if hasattr(module, "last_layer"):  # an SSL model: the transformer layers after the last one kept are not run
+                module.last_layer = max(layers)
+                meta["hidden_states_computed"] = max(layers) + 1
         return module, json.loads(json.dumps(meta, default=str))
 
     def dumped_layers(self, available: int) -> list[int]:
