@@ -1,11 +1,12 @@
-"""A BiLSTM head over an evaluation batch on the CPU: one packed batch against one sequence at a time (issue 26).
+"""A BiLSTM head over a batch on the CPU: one packed batch against one sequence at a time (issue 26).
 
     .venv/bin/python bench/bench_lstm_eval.py [--threads 1 2] [--repeats 20]
 
-nn/heads.py's CTCHead (asr, diarization) runs its LSTM over each sequence alone in evaluation on the CPU,
-because torch's LSTM over a packed batch of unequal lengths leaves its fast path there. This times both ways
-(diarization's default head: 2 layers x 128 units per direction over 3 stacked 40-mel frames; asr's: 160 units
-over 3 stacked 80-mel frames), with equal lengths for comparison, and prints the largest output difference.
+nn/heads.py's CTCHead (asr, diarization) runs its LSTM over each sequence alone on the CPU when the lengths
+differ, because torch's LSTM over a packed batch of unequal lengths leaves its fast path there. This times both
+ways (diarization's default head: 2 layers x 128 units per direction over 3 stacked 40-mel frames; asr's: 160
+units over 3 stacked 80-mel frames), with equal lengths for comparison, in evaluation (forward, inference mode)
+and in training (forward and backward of the summed squares), and prints the largest output difference.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def main() -> None:
     from speechrecipe.nn.heads import CTCHead
 
     torch.manual_seed(0)
-    print("| batch | threads | packed batch (ms) | one sequence at a time (ms) | speed-up | largest difference |")
-    print("|---|---|---|---|---|---|")
+    print("| batch | mode | threads | packed batch (ms) | one sequence at a time (ms) | speed-up | largest difference |")
+    print("|---|---|---|---|---|---|---|")
     for what, dim, hidden, lengths in CASES:
         head = CTCHead(dim, vocab_size=2, hidden_dim=hidden, kind="lstm", subsample=1).eval()
         lens = torch.tensor(lengths)
@@ -48,17 +49,26 @@ def main() -> None:
 
         with torch.inference_mode():
             difference = float((packed() - alone()).abs().max())
+        for mode in ("evaluation", "training"):
+            def run(fn, mode=mode):
+                if mode == "evaluation":
+                    with torch.inference_mode():
+                        return fn()
+                fn().square().sum().backward()
+
+            head.train(mode == "training")
+            x.requires_grad_(mode == "training")
             for threads in args.threads:
                 torch.set_num_threads(threads)
-                packed(), alone()  # warm-up
+                run(packed), run(alone)  # warm-up
                 times = {packed: [], alone: []}
                 for _ in range(args.repeats):
                     for fn in times:
                         start = time.perf_counter()
-                        fn()
+                        run(fn)
                         times[fn].append(time.perf_counter() - start)
                 p, a = (statistics.median(times[fn]) * 1000 for fn in (packed, alone))
-                print(f"| {what} | {threads} | {p:.1f} | {a:.1f} | {p / a:.2f} | {difference:.1e} |", flush=True)
+                print(f"| {what} | {mode} | {threads} | {p:.1f} | {a:.1f} | {p / a:.2f} | {difference:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -286,18 +286,24 @@ def test_ctc_head_is_padding_invariant(kind, subsample):
     assert_padding_invariant(head, items)
 
 
-def test_an_lstm_head_in_evaluation_gives_the_packed_batchs_outputs_one_sequence_at_a_time():
-    """Issue 26: on the CPU evaluation runs the LSTM over each sequence alone (a packed batch of unequal lengths is
-    ~3x slower there); the outputs are the packed batch's, zero padding included, to float rounding."""
-    head = CTCHead(12, vocab_size=7, hidden_dim=16, kind="lstm", subsample=2, dropout=0.0)
-    batch, lens = padded_batch(feats_of([21, 9, 2, 21], 12))
-    with torch.no_grad():
-        packed = head.train()(batch, lens)  # training keeps pack_padded_sequence
-        alone = head.eval()(batch, lens)
-    assert torch.equal(packed[1], alone[1])
-    torch.testing.assert_close(alone[0], packed[0], atol=1e-6, rtol=1e-5)
-    x = torch.randn(3, 11, 24)
-    assert torch.equal(head._lstm_by_sequence(x, torch.tensor([11, 4, 1]))[1, 4:], torch.zeros(7, 32))
+def test_an_lstm_head_on_the_cpu_gives_the_packed_batchs_outputs_and_gradients_one_sequence_at_a_time():
+    """On the CPU the head runs its LSTM over each sequence alone when lengths differ (a packed batch of unequal
+    lengths is 2-5x slower there): outputs, zero padding included, and gradients are the packed batch's to float
+    rounding, in training and in evaluation."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    head = CTCHead(12, vocab_size=7, hidden_dim=16, kind="lstm", subsample=1, dropout=0.0)
+    x = torch.randn(4, 21, 12)
+    lens = torch.tensor([21, 9, 2, 21])
+    packed = pad_packed_sequence(head.encoder(pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False))[0],
+                                 batch_first=True, total_length=21)[0]
+    (packed_grad,) = torch.autograd.grad(packed.square().sum(), head.encoder.weight_hh_l0)
+    for mode in (True, False):
+        alone = head.train(mode)._lstm_by_sequence(x, lens)
+        torch.testing.assert_close(alone, packed, atol=1e-6, rtol=1e-5)
+        assert torch.equal(alone[1, 9:], torch.zeros(12, 32))
+    (alone_grad,) = torch.autograd.grad(head.train()._lstm_by_sequence(x, lens).square().sum(), head.encoder.weight_hh_l0)
+    torch.testing.assert_close(alone_grad, packed_grad, atol=1e-5, rtol=1e-4)
 
 
 # --- losses ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from speechrecipe.errors import ConfigError
 from speechrecipe.nn.pooling import build_pooling, length_mask
@@ -126,19 +126,17 @@ class CTCHead(nn.Module):
 
     def _lstm_by_sequence(self, x: Tensor, lens: Tensor) -> Tensor:
         """The LSTM over each sequence alone, zero-padded as pad_packed_sequence pads: on the CPU, torch's LSTM
-        over a packed batch of unequal lengths leaves its fast path and takes ~2-3x as long as the sequences one by
-        one (bench/RESULTS.md, issue 26). Evaluation only: training keeps the packed batch."""
-        out = x.new_zeros(x.shape[0], x.shape[1], self.encoder.hidden_size * (2 if self.encoder.bidirectional else 1))
-        for i, n in enumerate(lens.tolist()):
-            out[i, :n] = self.encoder(x[i : i + 1, :n])[0][0]
-        return out
+        over a packed batch of unequal lengths leaves its fast path and takes 2-3x as long as the sequences one by
+        one in evaluation, 2-5x in training (forward and backward; bench/bench_lstm_eval.py, bench/RESULTS.md)."""
+        out = pad_sequence([self.encoder(x[i : i + 1, :n])[0][0] for i, n in enumerate(lens.tolist())], batch_first=True)
+        return F.pad(out, (0, 0, 0, x.shape[1] - out.shape[1]))
 
     def encode(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         """Frame stacking and the encoder: ([B, F', encoder_dim], out_lens)."""
         x, lens = stack_frames(feats, lens, self.subsample)
         lens = lens.clamp(min=1)
         x = x[:, : int(lens.max())]  # torchaudio's Conformer wants exactly max(lens) frames
-        if self.kind == "lstm" and not self.training and x.device.type == "cpu" and bool((lens != lens[0]).any()):
+        if self.kind == "lstm" and x.device.type == "cpu" and bool((lens != lens[0]).any()):
             x = self._lstm_by_sequence(x, lens)
         elif self.kind == "lstm":
             packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
