@@ -77,7 +77,8 @@ def test_clip_augment_is_a_function_of_the_seed_and_shifts_within_the_clip():
 
 
 def test_speed_perturbation_keeps_the_crop_length_and_is_a_function_of_the_seed():
-    """sid's build_dataset.augment: a crop played at 0.9 or 1.1 keeps its length (cut to its middle or repeated)."""
+    """sid's build_dataset.augment (off by default): a crop played at 0.9 or 1.1 keeps its length (cut to its middle or
+    repeated)."""
     speed = SpeedClip(RATE, (0.9, 1.1))
     clip = np.sin(np.arange(2 * RATE, dtype=np.float32) / 7).astype(np.float32)
     a, b = clip.copy(), clip.copy()

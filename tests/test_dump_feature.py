@@ -246,7 +246,7 @@ def test_asv_and_sid_train_on_precomputed_frames(cli, tmp_path):
     result = cli("run", "sid", "--stop", "2", "--target-dir", tmp_path / "sid", "build_upstream.name=precomputed",
                  f"build_upstream.precomputed.path={dump}", "train.total_steps=10", "train.eval_step=10",
                  "train.save_step=10",  # the same dump serves sid: every utterance of iden_split.txt
-                 "build_dataset.augment.speed_perturb=false")  # sid's default speed perturbation needs waveforms
+                 "build_dataset.augment.speed_perturb=false")  # (the default: speed perturbation needs waveforms)
     assert result.exit_code == 0, result.output
     result = cli("run", "asv", "--target-dir", tmp_path / "aug", "-c", tiny, "build_upstream.name=precomputed",
                  f"build_upstream.precomputed.path={dump}", "build_dataset.augment.speed_perturb=true")
