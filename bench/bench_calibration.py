@@ -13,6 +13,13 @@ row per model: test accuracy with its 95 % interval, the majority class, trainin
 their ratio to the reference's, with `uptime`'s load average before and after (speed on a loaded
 machine says little; the accuracies are deterministic).
 
+    .venv/bin/python bench/bench_calibration.py --problem sid --seeds 1337 2 3 \
+        --corpus-args --utts 6 --out ~/.cache/speechrecipe-calibration/voxceleb1_sid_hard_u6
+
+trains both once per seed (the reference's --seed, the default's `seed=`) on a corpus built with those
+arguments of make_<problem>_corpus.py (here 300 test utterances instead of 100, where one run's interval is
+±4-5 points instead of ±8), and adds the mean over seeds: what two models a few points apart need.
+
     .venv/bin/python bench/bench_calibration.py --problem intent --speed 40 --rounds 2
 
 measures speed alone: reference and default taking turns, `--speed` updates of 32 utterances for the
@@ -84,6 +91,7 @@ def speed(problem: str, root: Path, work: Path, updates: int, rounds: int, overr
 
 
 def default(problem: str, root: Path, target: Path, overrides: list[str]) -> dict:
+    shutil.rmtree(target, ignore_errors=True)
     subprocess.run([*default_command(problem, root, target, REFERENCE_UPDATES[problem]), *overrides], check=True,
                    stdout=subprocess.DEVNULL, cwd=BENCH.parent)
     return {**default_figures(target), "train_utt_per_s": train_speed(target)}
@@ -105,25 +113,51 @@ def main() -> None:
     p.add_argument("--overrides", nargs="*", default=[], help="config overrides for the default run")
     p.add_argument("--speed", type=int, help="only measure speed, over this many updates per run")
     p.add_argument("--rounds", type=int, default=2, help="with --speed: reference/default pairs")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1337], help="train both once per seed; >1: adds the means")
+    p.add_argument("--corpus-args", nargs=argparse.REMAINDER, default=[],
+                   help="the rest of the line goes to make_<problem>_corpus.py (its --out is then the corpus root)")
     args = p.parse_args()
-    root = CORPUS[args.problem]
-    subprocess.run([sys.executable, str(BENCH / "calibration" / f"make_{args.problem}_corpus.py")], check=True)
+    root = corpus_root(args.problem, args.corpus_args)
+    subprocess.run([sys.executable, str(BENCH / "calibration" / f"make_{args.problem}_corpus.py"), *args.corpus_args],
+                   check=True)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.speed:
         speed(args.problem, root, args.work, args.speed, args.rounds, args.overrides)
         return
     before = load()
-    ref = reference(args.problem, root, args.work / f"reference_{args.problem}.jsonl")
-    ours = default(args.problem, root, args.work / f"default_{args.problem}", args.overrides)
-    after = load()
-    print(f"load average before {before}, after {after}")
-    print("| model | test accuracy (%) | 95 % interval | training utt/s | ratio to the reference |")
-    print("|---|---|---|---|---|")
-    print(f"| majority class | {ref['majority_test']['accuracy']} | | | |")
-    for name, r in ((f"reference ({ref['updates']} x {ref['batch_size']})", ref), (f"default ({ours['checkpoint']})", ours)):
-        low, high = r["test"]["interval"]
-        print(f"| {name} | {r['test']['accuracy']} | {low}-{high} | {r['train_utt_per_s']} | "
-              f"{r['train_utt_per_s'] / ref['train_utt_per_s']:.2f} |")
+    runs = [seeded_pair(args.problem, root, args.work, seed, args.overrides) for seed in args.seeds]
+    print(f"corpus {root}; load average before {before}, after {load()}")
+    print_table(runs)
+
+
+def corpus_root(problem: str, corpus_args: list[str]) -> Path:
+    """make_<problem>_corpus.py's --out among `corpus_args`, else its default folder."""
+    if "--out" in corpus_args:
+        return Path(corpus_args[corpus_args.index("--out") + 1]).expanduser()
+    return CORPUS[problem]
+
+
+def seeded_pair(problem: str, root: Path, work: Path, seed: int, overrides: list[str]) -> tuple[int, dict, dict]:
+    """(seed, reference figures, default figures), both trained with `seed`."""
+    ref = reference(problem, root, work / f"reference_{problem}_{seed}.jsonl", ["--seed", str(seed)])
+    ours = default(problem, root, work / f"default_{problem}_{seed}", [*overrides, f"seed={seed}"])
+    return seed, ref, ours
+
+
+def print_table(runs: list[tuple[int, dict, dict]]) -> None:
+    print("| model | seed | test accuracy (%) | 95 % interval | training utt/s | ratio to the reference |")
+    print("|---|---|---|---|---|---|")
+    print(f"| majority class | | {runs[0][1]['majority_test']['accuracy']} | | | |")
+    for seed, ref, ours in runs:
+        for name, r in ((f"reference ({ref['updates']} x {ref['batch_size']})", ref),
+                        (f"default ({ours['checkpoint']})", ours)):
+            low, high = r["test"]["interval"]
+            print(f"| {name} | {seed} | {r['test']['accuracy']} | {low}-{high} | {r['train_utt_per_s']} | "
+                  f"{r['train_utt_per_s'] / ref['train_utt_per_s']:.2f} |")
+    if len(runs) > 1:
+        for k, name in ((1, "reference"), (2, "default")):
+            mean = sum(run[k]["test"]["accuracy"] for run in runs) / len(runs)
+            print(f"| {name}, mean of {len(runs)} seeds | | {mean:.1f} | | | |")
 
 
 if __name__ == "__main__":
