@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -155,8 +156,8 @@ def print_table(runs: list[tuple[int, dict, dict]]) -> None:
             print(f"| {name} | {seed} | {r['test']['accuracy']} | {low}-{high} | {r['train_utt_per_s']} | "
                   f"{r['train_utt_per_s'] / ref['train_utt_per_s']:.2f} |")
     if len(runs) > 1:
-        for k, name in ((1, "reference"), (2, "default")):
-            mean = sum(run[k]["test"]["accuracy"] for run in runs) / len(runs)
+        for name, figures in (("reference", [ref for _, ref, _ in runs]), ("default", [ours for _, _, ours in runs])):
+            mean = statistics.mean(f["test"]["accuracy"] for f in figures)
             print(f"| {name}, mean of {len(runs)} seeds | | {mean:.1f} | | | |")
 
 
